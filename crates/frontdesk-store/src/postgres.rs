@@ -1,0 +1,221 @@
+//! The cluster durable store: PostgreSQL 15+ shared by every node (SPEC §2).
+//!
+//! The pool is small and fails fast: when the database is down a request waits at most
+//! [`ACQUIRE_TIMEOUT`] and gets `Unavailable`, so callers that can carry on without the
+//! store (core chat, SPEC seed 000) are not held up behind a hanging connect.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use frontdesk_core::error::{BackendError, BackendResult};
+use frontdesk_core::id::{AgentId, SiteId};
+use frontdesk_core::store::{Agent, SecretRef, Site, Store};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::convert::{self, agent_columns, AgentRow, SiteRow};
+use crate::error::{self, Dialect};
+use crate::migrate;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Advisory-lock key serialising `migrate` across nodes ("frontdes" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6672_6f6e_7464_6573;
+
+const D: Dialect = Dialect::Postgres;
+
+/// Per node. PostgreSQL's default limit is 100 connections, shared by every node.
+const MAX_CONNECTIONS: u32 = 10;
+/// How long a caller waits for a connection (including opening one) before `Unavailable`.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The PostgreSQL adapter of [`Store`].
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to a `postgres://` or `postgresql://` URL, and fails with `Unavailable`
+    /// within [`ACQUIRE_TIMEOUT`] when the server cannot be reached.
+    pub async fn connect(url: &str) -> BackendResult<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| BackendError::other(D.name(), format!("invalid PostgreSQL URL: {e}")))?;
+        // Named without user or password, which may be secret.
+        let target = format!(
+            "{}:{}/{}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or("(default database)")
+        );
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| match error::from_sqlx(D, e) {
+                BackendError::Unavailable { backend, detail } => BackendError::Unavailable {
+                    backend,
+                    detail: format!("cannot reach PostgreSQL at {target} within {ACQUIRE_TIMEOUT:?}: {detail}"),
+                },
+                other => other,
+            })?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn db_err(err: sqlx::Error) -> BackendError {
+    error::from_sqlx(D, err)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn kind(&self) -> &'static str {
+        D.name()
+    }
+
+    async fn ping(&self) -> BackendResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn migrate(&self) -> BackendResult<Vec<i64>> {
+        // Nodes starting together on a fresh database race on `CREATE TABLE IF NOT EXISTS`
+        // of sqlx's bookkeeping table (PostgreSQL can report "already exists" to the
+        // loser), which runs before sqlx takes its own lock. A session advisory lock
+        // held on one connection around the whole step serialises them.
+        let mut lock = self.pool.acquire().await.map_err(db_err)?;
+        sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATION_LOCK).execute(&mut *lock).await.map_err(db_err)?;
+        let result = migrate::run(&MIGRATOR, &self.pool).await.map_err(|e| error::from_migrate(D, e));
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK).execute(&mut *lock).await;
+        if unlocked.is_err() {
+            // The lock dies with the session; make sure this one is not reused.
+            lock.detach();
+        }
+        result
+    }
+
+    async fn applied_migrations(&self) -> BackendResult<Vec<i64>> {
+        migrate::applied(&self.pool).await.map_err(|e| error::from_migrate(D, e))
+    }
+
+    async fn insert_site(&self, site: &Site) -> BackendResult<()> {
+        sqlx::query(
+            "INSERT INTO sites (id, name, allowed_domains, settings, created_at) \
+             VALUES ($1, $2, $3::jsonb, $4::jsonb, $5)",
+        )
+        .bind(convert::id_to_db(D, site.id)?)
+        .bind(&site.name)
+        .bind(convert::json_to_db(D, &site.allowed_domains)?)
+        .bind(convert::json_to_db(D, &site.settings)?)
+        .bind(site.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| error::from_insert(D, e, |_| convert::site_conflict(site)))?;
+        Ok(())
+    }
+
+    async fn site(&self, id: SiteId) -> BackendResult<Option<Site>> {
+        let row: Option<SiteRow> = sqlx::query_as(
+            "SELECT id, name, allowed_domains::text, settings::text, created_at FROM sites WHERE id = $1",
+        )
+        .bind(convert::id_to_db(D, id)?)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.map(|r| convert::site_from_row(D, r)).transpose()
+    }
+
+    async fn site_count(&self) -> BackendResult<u64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sites").fetch_one(&self.pool).await.map_err(db_err)?;
+        u64::try_from(n).map_err(|_| BackendError::other(D.name(), format!("negative site count {n}")))
+    }
+
+    async fn insert_agent(&self, agent: &Agent) -> BackendResult<()> {
+        sqlx::query(
+            "INSERT INTO agents (id, site_id, email, name, password_hash, role, max_chats, priority, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(convert::id_to_db(D, agent.id)?)
+        .bind(convert::id_to_db(D, agent.site_id)?)
+        .bind(&agent.email)
+        .bind(&agent.name)
+        .bind(&agent.password_hash)
+        .bind(agent.role.as_str())
+        .bind(agent.max_chats)
+        .bind(agent.priority)
+        .bind(agent.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if error::is_foreign_key_violation(&e) {
+                BackendError::other(D.name(), convert::agent_site_missing(agent))
+            } else {
+                error::from_insert(D, e, |rule| convert::agent_conflict(agent, rule))
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn agent(&self, site_id: SiteId, id: AgentId) -> BackendResult<Option<Agent>> {
+        let row: Option<AgentRow> =
+            sqlx::query_as(concat!("SELECT ", agent_columns!(), " FROM agents WHERE site_id = $1 AND id = $2"))
+                .bind(convert::id_to_db(D, site_id)?)
+                .bind(convert::id_to_db(D, id)?)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        row.map(|r| convert::agent_from_row(D, r)).transpose()
+    }
+
+    async fn agent_by_email(&self, email: &str) -> BackendResult<Option<Agent>> {
+        // Same expression as the unique index, so the lookup uses it.
+        let row: Option<AgentRow> =
+            sqlx::query_as(concat!("SELECT ", agent_columns!(), " FROM agents WHERE lower(email) = lower($1)"))
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        row.map(|r| convert::agent_from_row(D, r)).transpose()
+    }
+
+    async fn agents(&self, site_id: SiteId) -> BackendResult<Vec<Agent>> {
+        let rows: Vec<AgentRow> =
+            sqlx::query_as(concat!("SELECT ", agent_columns!(), " FROM agents WHERE site_id = $1 ORDER BY id"))
+                .bind(convert::id_to_db(D, site_id)?)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+        rows.into_iter().map(|r| convert::agent_from_row(D, r)).collect()
+    }
+
+    async fn secret_or_insert(&self, secret: SecretRef<'_>, candidate: &[u8]) -> BackendResult<Vec<u8>> {
+        let site = convert::secret_site(D, secret.site_id)?;
+        // Two autocommit statements, not one: ON CONFLICT DO NOTHING waits for a concurrent
+        // inserter to commit, and only a statement started after that (the SELECT) sees its
+        // row; a single statement's snapshot would predate it and find nothing.
+        sqlx::query(
+            "INSERT INTO secrets (site_id, name, value, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (site_id, name) DO NOTHING",
+        )
+        .bind(site)
+        .bind(secret.name)
+        .bind(candidate)
+        .bind(convert::now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let (value,): (Vec<u8>,) = sqlx::query_as("SELECT value FROM secrets WHERE site_id = $1 AND name = $2")
+            .bind(site)
+            .bind(secret.name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(value)
+    }
+}

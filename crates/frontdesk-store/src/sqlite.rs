@@ -1,0 +1,264 @@
+//! The embedded durable store: one SQLite file in the data directory (SPEC §2).
+//!
+//! Concurrency: SQLite allows one writer at a time, so writes go through a pool of exactly
+//! one connection (they queue in the pool instead of failing with `SQLITE_BUSY`), and reads
+//! go through a separate pool that WAL lets run alongside that writer. Read connections are
+//! `query_only`, so a write sent to the wrong pool fails loudly in tests.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use frontdesk_core::error::{BackendError, BackendResult};
+use frontdesk_core::id::{AgentId, SiteId};
+use frontdesk_core::store::{Agent, SecretRef, Site, Store};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::convert::{self, agent_columns, AgentRow, SiteRow};
+use crate::error::{self, Dialect};
+use crate::migrate;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+const D: Dialect = Dialect::Sqlite;
+
+/// How long a statement waits for SQLite's file lock (held by another process, or by a
+/// checkpoint) before giving up with `SQLITE_BUSY`, which reads as `Unavailable`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a caller waits for a pooled connection; writers queue here behind each other.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Readers run in parallel under WAL; more than a few buys nothing on small machines.
+const READ_CONNECTIONS: u32 = 4;
+
+/// The SQLite adapter of [`Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file named by a `sqlite://path` URL. The
+    /// file's directory must exist: the binary creates its data directory, and a missing
+    /// one here is almost always a typo in the URL.
+    pub async fn connect(url: &str) -> BackendResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| BackendError::other(D.name(), format!("invalid SQLite URL: {e}")))?;
+        ensure_parent_dir(options.get_filename()).await?;
+
+        let writer_options = options
+            .clone()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        // The writer connection is kept open for the life of the pool: it owns the WAL and
+        // shared-memory files, and reopening it per write would cost a file open each time.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(writer_options)
+            .await
+            .map_err(|e| open_error(options.get_filename(), e))?;
+
+        // Opened after the writer, which has created the file and switched it to WAL (a
+        // setting stored in the file, so readers need not repeat it).
+        let reader_options = options.clone().busy_timeout(BUSY_TIMEOUT).foreign_keys(true).pragma("query_only", "ON");
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(reader_options)
+            .await
+            .map_err(|e| open_error(options.get_filename(), e))?;
+
+        Ok(Self { writer, reader })
+    }
+
+    /// The single-connection pool every write goes through.
+    pub fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// The pool for reads; its connections refuse writes.
+    pub fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+}
+
+async fn ensure_parent_dir(file: &Path) -> BackendResult<()> {
+    let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    match tokio::fs::metadata(dir).await {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(BackendError::unavailable(
+            D.name(),
+            format!("cannot open {}: {} is not a directory", file.display(), dir.display()),
+        )),
+        Err(e) => Err(BackendError::unavailable(
+            D.name(),
+            format!(
+                "cannot open {}: directory {} does not exist or cannot be read ({e}); create it first",
+                file.display(),
+                dir.display()
+            ),
+        )),
+    }
+}
+
+fn open_error(file: &Path, err: sqlx::Error) -> BackendError {
+    match error::from_sqlx(D, err) {
+        BackendError::Unavailable { backend, detail } => {
+            BackendError::Unavailable { backend, detail: format!("cannot open {}: {detail}", file.display()) }
+        }
+        other => other,
+    }
+}
+
+fn db_err(err: sqlx::Error) -> BackendError {
+    error::from_sqlx(D, err)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn kind(&self) -> &'static str {
+        D.name()
+    }
+
+    async fn ping(&self) -> BackendResult<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn migrate(&self) -> BackendResult<Vec<i64>> {
+        migrate::run(&MIGRATOR, &self.writer).await.map_err(|e| error::from_migrate(D, e))
+    }
+
+    async fn applied_migrations(&self) -> BackendResult<Vec<i64>> {
+        // On the writer: creating the bookkeeping table when missing is a write.
+        migrate::applied(&self.writer).await.map_err(|e| error::from_migrate(D, e))
+    }
+
+    async fn insert_site(&self, site: &Site) -> BackendResult<()> {
+        sqlx::query(
+            "INSERT INTO sites (id, name, allowed_domains, settings, created_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(convert::id_to_db(D, site.id)?)
+        .bind(&site.name)
+        .bind(convert::json_to_db(D, &site.allowed_domains)?)
+        .bind(convert::json_to_db(D, &site.settings)?)
+        .bind(site.created_at)
+        .execute(&self.writer)
+        .await
+        .map_err(|e| error::from_insert(D, e, |_| convert::site_conflict(site)))?;
+        Ok(())
+    }
+
+    async fn site(&self, id: SiteId) -> BackendResult<Option<Site>> {
+        let row: Option<SiteRow> =
+            sqlx::query_as("SELECT id, name, allowed_domains, settings, created_at FROM sites WHERE id = ?")
+                .bind(convert::id_to_db(D, id)?)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(db_err)?;
+        row.map(|r| convert::site_from_row(D, r)).transpose()
+    }
+
+    async fn site_count(&self) -> BackendResult<u64> {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM sites").fetch_one(&self.reader).await.map_err(db_err)?;
+        u64::try_from(n).map_err(|_| BackendError::other(D.name(), format!("negative site count {n}")))
+    }
+
+    async fn insert_agent(&self, agent: &Agent) -> BackendResult<()> {
+        sqlx::query(
+            "INSERT INTO agents (id, site_id, email, name, password_hash, role, max_chats, priority, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(convert::id_to_db(D, agent.id)?)
+        .bind(convert::id_to_db(D, agent.site_id)?)
+        .bind(&agent.email)
+        .bind(&agent.name)
+        .bind(&agent.password_hash)
+        .bind(agent.role.as_str())
+        .bind(agent.max_chats)
+        .bind(agent.priority)
+        .bind(agent.created_at)
+        .execute(&self.writer)
+        .await
+        .map_err(|e| {
+            if error::is_foreign_key_violation(&e) {
+                BackendError::other(D.name(), convert::agent_site_missing(agent))
+            } else {
+                error::from_insert(D, e, |rule| convert::agent_conflict(agent, rule))
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn agent(&self, site_id: SiteId, id: AgentId) -> BackendResult<Option<Agent>> {
+        let row: Option<AgentRow> =
+            sqlx::query_as(concat!("SELECT ", agent_columns!(), " FROM agents WHERE site_id = ? AND id = ?"))
+                .bind(convert::id_to_db(D, site_id)?)
+                .bind(convert::id_to_db(D, id)?)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(db_err)?;
+        row.map(|r| convert::agent_from_row(D, r)).transpose()
+    }
+
+    async fn agent_by_email(&self, email: &str) -> BackendResult<Option<Agent>> {
+        // The column is declared COLLATE NOCASE, so `=` compares case-insensitively and
+        // uses the unique index.
+        let row: Option<AgentRow> =
+            sqlx::query_as(concat!("SELECT ", agent_columns!(), " FROM agents WHERE email = ?"))
+                .bind(email)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(db_err)?;
+        row.map(|r| convert::agent_from_row(D, r)).transpose()
+    }
+
+    async fn agents(&self, site_id: SiteId) -> BackendResult<Vec<Agent>> {
+        let rows: Vec<AgentRow> =
+            sqlx::query_as(concat!("SELECT ", agent_columns!(), " FROM agents WHERE site_id = ? ORDER BY id"))
+                .bind(convert::id_to_db(D, site_id)?)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db_err)?;
+        rows.into_iter().map(|r| convert::agent_from_row(D, r)).collect()
+    }
+
+    async fn secret_or_insert(&self, secret: SecretRef<'_>, candidate: &[u8]) -> BackendResult<Vec<u8>> {
+        let site = convert::secret_site(D, secret.site_id)?;
+        // BEGIN IMMEDIATE takes the write lock up front, so the insert and the read that
+        // follows see one state even if another process shares the file.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO secrets (site_id, name, value, created_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (site_id, name) DO NOTHING",
+        )
+        .bind(site)
+        .bind(secret.name)
+        .bind(candidate)
+        .bind(convert::now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let (value,): (Vec<u8>,) = sqlx::query_as("SELECT value FROM secrets WHERE site_id = ? AND name = ?")
+            .bind(site)
+            .bind(secret.name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(value)
+    }
+}
