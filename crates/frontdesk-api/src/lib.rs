@@ -1,0 +1,94 @@
+//! Transport — SPEC §3's Map layer: HTTP and WebSocket with axum, the wire DTOs, the one
+//! place where error kinds become HTTP statuses, and the operations endpoints.
+//!
+//! # Layout
+//! - [`event`] — `POST /api/v1/{event}` and `GET /api/v1/events`.
+//! - [`ws`] — `GET /api/v1/ws`, events as frames and (later) pushes.
+//! - [`wire`] — the `ReturnResult` encoding.
+//! - [`ops`] — `/healthz`, `/readyz`, `/metrics`.
+//! - [`metrics`] — the Prometheus recorder and the per-request metrics layer.
+//! - [`status`] — error kind → HTTP status (SPEC §5.2), in one place.
+//!
+//! Architecture Invariant: no business rule lives here; this crate only maps HTTP to the
+//! layers below and back.
+
+pub mod event;
+pub mod metrics;
+pub mod ops;
+pub mod status;
+pub mod wire;
+pub mod ws;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use frontdesk_core::backends::Backends;
+use frontdesk_core::pipeline::Engine;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// What every handler may reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub inner: Arc<AppInner>,
+}
+
+pub struct AppInner {
+    pub backends: Backends,
+    pub engine: Arc<Engine>,
+    pub node_id: u16,
+    pub metrics: PrometheusHandle,
+    pub started: Instant,
+    /// Bus queues whose backlog `/readyz` and `/metrics` report.
+    pub queues: Vec<String>,
+    /// Flips to true when the node starts shutting down; sockets close with 1001.
+    pub shutdown: watch::Sender<bool>,
+}
+
+impl AppState {
+    pub fn new(
+        backends: Backends,
+        engine: Arc<Engine>,
+        node_id: u16,
+        metrics: PrometheusHandle,
+        queues: Vec<String>,
+    ) -> Self {
+        let (shutdown, _) = watch::channel(false);
+        Self {
+            inner: Arc::new(AppInner { backends, engine, node_id, metrics, started: Instant::now(), queues, shutdown }),
+        }
+    }
+
+    /// Tells every socket the node is going away.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(ops::routes())
+        .route("/api/v1/events", axum::routing::get(event::pipelines))
+        .route("/api/v1/ws", axum::routing::get(ws::upgrade))
+        .route("/api/v1/{event}", axum::routing::post(event::call))
+        .layer(axum::middleware::from_fn(metrics::track_requests))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and lets
+/// in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
