@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`event`] — `POST /api/v1/{event}` and `GET /api/v1/events`.
-//! - [`ws`] — `GET /api/v1/ws`, events as frames and (later) pushes.
+//! - [`ws`] — `GET /api/v1/ws`, events as frames, and pushes.
+//! - [`push`] — the push hub: sockets by route key, across nodes via pub/sub.
 //! - [`wire`] — the `ReturnResult` encoding.
 //! - [`ops`] — `/healthz`, `/readyz`, `/metrics`.
 //! - [`metrics`] — the Prometheus recorder and the per-request metrics layer.
@@ -15,6 +16,7 @@
 pub mod event;
 pub mod metrics;
 pub mod ops;
+pub mod push;
 pub mod status;
 pub mod wire;
 pub mod ws;
@@ -40,6 +42,7 @@ pub struct AppState {
 pub struct AppInner {
     pub backends: Backends,
     pub engine: Arc<Engine>,
+    pub hub: Arc<push::PushHub>,
     pub node_id: u16,
     pub metrics: PrometheusHandle,
     pub started: Instant,
@@ -53,14 +56,14 @@ impl AppState {
     pub fn new(
         backends: Backends,
         engine: Arc<Engine>,
+        hub: Arc<push::PushHub>,
         node_id: u16,
         metrics: PrometheusHandle,
         queues: Vec<String>,
     ) -> Self {
         let (shutdown, _) = watch::channel(false);
-        Self {
-            inner: Arc::new(AppInner { backends, engine, node_id, metrics, started: Instant::now(), queues, shutdown }),
-        }
+        let inner = AppInner { backends, engine, hub, node_id, metrics, started: Instant::now(), queues, shutdown };
+        Self { inner: Arc::new(inner) }
     }
 
     /// Tells every socket the node is going away.

@@ -13,7 +13,8 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use frontdesk_core::pipeline::{Failure, Offsets, Request, Transport};
+use frontdesk_core::pipeline::{Caller, ClientInfo, Failure, Offsets, Request, Transport};
+use frontdesk_core::push::Recipient;
 use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -81,17 +82,40 @@ struct Answer<'a> {
     result: &'a Value,
 }
 
-async fn session(
-    socket: WebSocket,
-    app: AppState,
-    token: Option<String>,
-    client: frontdesk_core::pipeline::ClientInfo,
-) {
+async fn session(socket: WebSocket, app: AppState, token: Option<String>, client: ClientInfo) {
     metrics::gauge!("frontdesk_ws_connections").increment(1.0);
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel::<Message>(OUTBOX);
     let writer = tokio::spawn(write_loop(sink, rx));
     let mut shutting_down = app.inner.shutdown.subscribe();
+    let conn_id = client.connection_id.clone().unwrap_or_default();
+
+    // A socket with a token is attached for pushes under its caller's route keys. The
+    // `socket.connect` event resolves the caller once (and lets modules see it: presence).
+    let attached = match &token {
+        Some(_) => match connect(&app, &token, &client).await {
+            Ok(caller) => {
+                let keys = route_keys(&caller);
+                if let Err(e) = app.inner.hub.attach(&conn_id, &keys, tx.clone()).await {
+                    tracing::warn!(error = %e, "socket not attached for pushes");
+                }
+                Some((caller, keys))
+            }
+            Err(failure) => {
+                // A bad token: say why in one frame, then close (4401, in the private range:
+                // clients treat it as "log in again").
+                let refusal = serde_json::json!({"push": "socket.refused", "data": {"error": failure}});
+                let text = String::from_utf8(wire::to_json(&refusal)).unwrap_or_default();
+                let _ = tx.send(Message::Text(Utf8Bytes::from(text))).await;
+                let _ = tx.send(close(4401, "unauthorized")).await;
+                drop(tx);
+                let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+                metrics::gauge!("frontdesk_ws_connections").decrement(1.0);
+                return;
+            }
+        },
+        None => None,
+    };
 
     loop {
         let frame = tokio::select! {
@@ -122,9 +146,43 @@ async fn session(
             break;
         }
     }
+    if let Some((caller, keys)) = attached {
+        app.inner.hub.detach(&conn_id, &keys).await;
+        let data = serde_json::json!({"caller": caller, "connectionId": conn_id});
+        if let Err(f) = app.inner.engine.call_internal("socket.disconnect", data).await {
+            if f.kind != frontdesk_core::error::ErrorKind::UnknownEvent {
+                tracing::warn!(error = %f, "socket.disconnect failed");
+            }
+        }
+    }
     drop(tx);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     metrics::gauge!("frontdesk_ws_connections").decrement(1.0);
+}
+
+/// Runs `socket.connect` with the socket's token; answers the caller.
+async fn connect(app: &AppState, token: &Option<String>, client: &ClientInfo) -> Result<Caller, Failure> {
+    let request = Request {
+        event: "socket.connect".into(),
+        data: Value::Object(Default::default()),
+        bearer: token.clone(),
+        offsets: None,
+        client: client.clone(),
+    };
+    let response = app.inner.engine.call(request).await?;
+    let caller = response.data.get("caller").cloned().unwrap_or(Value::Null);
+    serde_json::from_value(caller).map_err(|e| Failure::internal(format!("socket.connect answered no caller: {e}")))
+}
+
+/// The route keys a caller's socket is attached under.
+fn route_keys(caller: &Caller) -> Vec<String> {
+    match caller {
+        Caller::Agent { site_id, agent_id, .. } => {
+            vec![Recipient::Agent(*agent_id).route_key(), Recipient::SiteAgents(*site_id).route_key()]
+        }
+        Caller::Visitor { visitor_id, .. } => vec![Recipient::Visitor(*visitor_id).route_key()],
+        _ => Vec::new(),
+    }
 }
 
 async fn handle_frame(

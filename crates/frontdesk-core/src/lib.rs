@@ -27,6 +27,7 @@ pub mod object;
 pub mod password;
 pub mod pipeline;
 pub mod pubsub;
+pub mod push;
 pub mod state;
 pub mod store;
 pub mod worker;

@@ -55,14 +55,27 @@ pub async fn run(
 
     // The recorder goes first: the engine makes its metric handles when it compiles.
     let metrics = frontdesk_api::metrics::install();
-    let engine = wiring::engine(&config, &node).await?;
+    let hub = frontdesk_api::push::PushHub::new(
+        node.ids.node_id(),
+        node.backends.state.clone(),
+        node.backends.pubsub.clone(),
+    );
+    let hub_tasks = hub.start().await?;
+    let engine = wiring::engine(&config, &node, hub.clone()).await?;
     engine
         .call_internal("server.start", serde_json::json!({}))
         .await
         .map_err(|f| anyhow::anyhow!("server.start failed: {f}"))?;
     let reloader = reload::spawn(engine.clone());
     let queues = vec![engine.async_queue().to_string()];
-    let app = frontdesk_api::AppState::new(node.backends.clone(), engine.clone(), node.ids.node_id(), metrics, queues);
+    let app = frontdesk_api::AppState::new(
+        node.backends.clone(),
+        engine.clone(),
+        hub.clone(),
+        node.ids.node_id(),
+        metrics,
+        queues,
+    );
     let router = frontdesk_api::router(app.clone());
     let addr = listener.local_addr()?;
     tracing::info!(%addr, node_id = node.ids.node_id(), state = node.backends.state.kind(),
@@ -87,6 +100,9 @@ pub async fn run(
     }
 
     reloader.abort();
+    for task in hub_tasks {
+        task.abort();
+    }
     // server.end drains the async-stage workers: jobs in hand finish, the rest stay queued.
     if let Err(f) = engine.call_internal("server.end", serde_json::json!({})).await {
         tracing::warn!(error = %f, "server.end failed");

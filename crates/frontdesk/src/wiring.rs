@@ -11,6 +11,7 @@ use frontdesk_core::id::{IdGenerator, MAX_NODE_ID};
 use frontdesk_core::keys;
 use frontdesk_core::lease::NodeLease;
 use frontdesk_core::pubsub::PubSub;
+use frontdesk_core::push::Push;
 use frontdesk_core::state::{SetMode, StateStore};
 use frontdesk_core::store::Store;
 use frontdesk_state::local_bus::LocalBus;
@@ -128,8 +129,9 @@ pub fn admin_ids() -> anyhow::Result<IdGenerator> {
     Ok(IdGenerator::new(u32::from(MAX_NODE_ID))?)
 }
 
-/// The pipeline engine with every module registered and the configured pipeline file.
-pub async fn engine(config: &Config, node: &Node) -> anyhow::Result<Arc<Engine>> {
+/// The pipeline engine with every module registered and the configured pipeline file;
+/// modules push through `hub`.
+pub async fn engine(config: &Config, node: &Node, hub: Arc<dyn Push>) -> anyhow::Result<Arc<Engine>> {
     let tokens =
         Arc::new(Tokens::load(node.backends.store.as_ref()).await.context("cannot load the token signing key")?);
     let deps = frontdesk_modules::Deps {
@@ -137,6 +139,8 @@ pub async fn engine(config: &Config, node: &Node) -> anyhow::Result<Arc<Engine>>
         ids: node.ids.clone(),
         tokens,
         operator_token: config.operator_token.as_ref().map(|t| t.0.clone()),
+        push: hub,
+        settings: frontdesk_modules::Settings::default(),
     };
     let mut registry = Registry::new();
     frontdesk_modules::register_all(&mut registry, &deps)?;

@@ -1,0 +1,198 @@
+//! The push hub: delivers `{"push": NAME, "data": …}` frames to sockets (SPEC §5.6). It
+//! implements the core [`Push`] port for the modules.
+//!
+//! Each socket is attached under its route keys (`a:<agent>`, `s:<site>:agents`,
+//! `v:<visitor>`). A push is serialised once, handed to this node's sockets of each key,
+//! and published once to every other node the route table lists for that key; each node
+//! listens on its own channel and hands what arrives to its local sockets (seed 003).
+//! Route entries are leased and refreshed while the socket lives, so a node that dies
+//! stops receiving pushes once its entries lapse.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::extract::ws::{Message, Utf8Bytes};
+use frontdesk_core::error::BackendResult;
+use frontdesk_core::keys;
+use frontdesk_core::pubsub::{PubSub, RouteTable};
+use frontdesk_core::push::{Push, Recipient};
+use frontdesk_core::state::StateStore;
+use parking_lot::RwLock;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// How long a route entry lives without a refresh.
+const ROUTE_LEASE: Duration = Duration::from_secs(60);
+
+struct LocalConn {
+    conn_id: String,
+    tx: mpsc::Sender<Message>,
+}
+
+pub struct PushHub {
+    node_id: u16,
+    local: RwLock<HashMap<String, Vec<LocalConn>>>,
+    routes: RouteTable,
+    pubsub: Arc<dyn PubSub>,
+}
+
+#[derive(Serialize)]
+struct Frame<'a> {
+    push: &'a str,
+    data: &'a Value,
+}
+
+impl PushHub {
+    pub fn new(node_id: u16, state: Arc<dyn StateStore>, pubsub: Arc<dyn PubSub>) -> Arc<PushHub> {
+        Arc::new(PushHub {
+            node_id,
+            local: RwLock::new(HashMap::new()),
+            routes: RouteTable::new(state, ROUTE_LEASE),
+            pubsub,
+        })
+    }
+
+    /// Listens on this node's channel and keeps local sockets' routes fresh. Abort the
+    /// handles to stop.
+    pub async fn start(self: &Arc<Self>) -> BackendResult<Vec<JoinHandle<()>>> {
+        let mut sub = self.pubsub.subscribe(&keys::node_channel(self.node_id)).await?;
+        let hub = self.clone();
+        let listener = tokio::spawn(async move {
+            while let Some(envelope) = sub.recv().await {
+                if let Some((key, frame)) = open_envelope(&envelope) {
+                    hub.deliver_local(key, &frame);
+                }
+            }
+        });
+        let hub = self.clone();
+        let refresher = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ROUTE_LEASE / 3).await;
+                let entries: Vec<(String, String)> = hub
+                    .local
+                    .read()
+                    .iter()
+                    .flat_map(|(key, conns)| conns.iter().map(|c| (key.clone(), c.conn_id.clone())))
+                    .collect();
+                for (key, conn_id) in entries {
+                    if let Err(e) = hub.routes.add(&key, &conn_id, hub.node_id).await {
+                        tracing::warn!(error = %e, "cannot refresh a socket's route");
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(vec![listener, refresher])
+    }
+
+    /// Attaches a socket under `route_keys` on this node and in the route table.
+    pub async fn attach(&self, conn_id: &str, route_keys: &[String], tx: mpsc::Sender<Message>) -> BackendResult<()> {
+        {
+            let mut local = self.local.write();
+            for key in route_keys {
+                local.entry(key.clone()).or_default().push(LocalConn { conn_id: conn_id.to_string(), tx: tx.clone() });
+            }
+        }
+        for key in route_keys {
+            self.routes.add(key, conn_id, self.node_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Detaches a socket (closed or logged out).
+    pub async fn detach(&self, conn_id: &str, route_keys: &[String]) {
+        {
+            let mut local = self.local.write();
+            for key in route_keys {
+                if let Some(conns) = local.get_mut(key) {
+                    conns.retain(|c| c.conn_id != conn_id);
+                    if conns.is_empty() {
+                        local.remove(key);
+                    }
+                }
+            }
+        }
+        for key in route_keys {
+            if let Err(e) = self.routes.remove(key, conn_id).await {
+                tracing::debug!(error = %e, "route not removed; it lapses by itself");
+            }
+        }
+    }
+
+    /// Sockets attached on this node under `key`.
+    pub fn local_sockets(&self, key: &str) -> usize {
+        self.local.read().get(key).map_or(0, Vec::len)
+    }
+
+    /// Hands `frame` to this node's sockets of `key`. A socket whose queue is full misses
+    /// the push (it catches up by offsets) rather than slowing everyone else.
+    fn deliver_local(&self, key: &str, frame: &Utf8Bytes) -> usize {
+        let local = self.local.read();
+        let Some(conns) = local.get(key) else { return 0 };
+        let mut delivered = 0;
+        for conn in conns {
+            match conn.tx.try_send(Message::Text(frame.clone())) {
+                Ok(()) => delivered += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    metrics::counter!("frontdesk_push_dropped_total", "reason" => "slow_socket").increment(1);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        delivered
+    }
+}
+
+#[async_trait]
+impl Push for PushHub {
+    async fn push(&self, to: &[Recipient], name: &str, data: &Value) -> BackendResult<()> {
+        let frame = Utf8Bytes::from(serde_json::to_string(&Frame { push: name, data }).unwrap_or_default());
+        metrics::counter!("frontdesk_pushes_total").increment(1);
+        for recipient in to {
+            let key = recipient.route_key();
+            self.deliver_local(&key, &frame);
+            for node in self.routes.nodes(&key).await? {
+                if node != self.node_id {
+                    self.pubsub.publish(&keys::node_channel(node), seal_envelope(&key, &frame)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `key \n frame`: the route key and the frame as it goes on the wire.
+fn seal_envelope(key: &str, frame: &Utf8Bytes) -> Bytes {
+    let mut buf = Vec::with_capacity(key.len() + 1 + frame.len());
+    buf.extend_from_slice(key.as_bytes());
+    buf.push(b'\n');
+    buf.extend_from_slice(frame.as_bytes());
+    Bytes::from(buf)
+}
+
+fn open_envelope(envelope: &[u8]) -> Option<(&str, Utf8Bytes)> {
+    let split = envelope.iter().position(|b| *b == b'\n')?;
+    let key = std::str::from_utf8(&envelope[..split]).ok()?;
+    let frame = std::str::from_utf8(&envelope[split + 1..]).ok()?;
+    Some((key, Utf8Bytes::from(frame.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_round_trip() {
+        let frame = Utf8Bytes::from_static(r#"{"push":"chat.message","data":{"a":"x\ny"}}"#);
+        let sealed = seal_envelope("a:42", &frame);
+        let (key, back) = open_envelope(&sealed).expect("open");
+        assert_eq!(key, "a:42");
+        assert_eq!(back, frame);
+        assert!(open_envelope(b"no newline").is_none());
+    }
+}

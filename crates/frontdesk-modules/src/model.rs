@@ -1,0 +1,198 @@
+//! The runtime objects more than one module reads, as they are stored in the state store:
+//! hashes of fields (SPEC §7), read with `frontdesk_core::object::load` (missing fields take
+//! defaults, unknown ones are ignored) and written with `object::save_changes` / `hset` of
+//! single fields, so older and newer nodes never erase each other's fields. This file is
+//! the schema modules agree on, as a database schema would be; each key names its owner.
+
+use frontdesk_core::id::{AgentId, ChatId, DepartmentId, Id, SiteId, VisitorId};
+use frontdesk_core::keys;
+use serde::{Deserialize, Serialize};
+
+/// An agent's chosen status (SPEC §4). `offline` is also what presence sets when the
+/// agent's last socket closed and no call followed within the presence timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    Online,
+    Away,
+    #[default]
+    Offline,
+}
+
+/// An agent as dispatch sees it. Owner: the agent module (status, lastSeen, sockets,
+/// profile fields); `activeChats` is owned by dispatch and changed only by its scripts.
+/// Key: [`agent_key`]. Every agent with a presence hash is in [`agents_key`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AgentPresence {
+    pub agent_id: AgentId,
+    pub site_id: SiteId,
+    pub name: String,
+    pub role: String,
+    pub status: AgentStatus,
+    pub max_chats: i64,
+    pub active_chats: i64,
+    /// Higher first.
+    pub priority: i64,
+    pub departments: Vec<DepartmentId>,
+    /// Unix milliseconds of the last sign of life (a call or a socket heartbeat).
+    pub last_seen: i64,
+    /// Open sockets.
+    pub sockets: i64,
+}
+
+/// A chat's lifecycle (SPEC §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatStatus {
+    #[default]
+    Queued,
+    Offered,
+    Bot,
+    Active,
+    Ended,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParticipantRole {
+    Owner,
+    Joined,
+    Monitoring,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Participant {
+    pub agent_id: AgentId,
+    pub name: String,
+    pub role: ParticipantRole,
+}
+
+/// A chat's metadata. Owner: the chat module; dispatch writes `status`, `agentId`,
+/// `offeredTo`, `offeredAt`. The counters `seq`, `visitorDataOffset`, `agentDataOffset` are
+/// changed only by the chat module's append script. Key: [`chat_meta_key`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ChatMeta {
+    pub chat_id: ChatId,
+    pub site_id: SiteId,
+    pub visitor_id: VisitorId,
+    pub visitor_name: String,
+    pub department_id: Option<DepartmentId>,
+    pub status: ChatStatus,
+    /// The owning agent once accepted.
+    pub agent_id: Option<AgentId>,
+    pub participants: Vec<Participant>,
+    pub offered_to: Option<AgentId>,
+    pub offered_at: i64,
+    /// Agents that refused or let an offer time out, not offered again.
+    pub refused_by: Vec<AgentId>,
+    pub seq: i64,
+    pub visitor_data_offset: i64,
+    pub agent_data_offset: i64,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub started_at: i64,
+    pub ended_at: i64,
+    /// Set while the chat was recreated empty and waits for clients' copies (SPEC §6).
+    pub rebuilding: bool,
+}
+
+/// `messageType` (SPEC §4).
+pub mod message_type {
+    pub const VISITOR: i64 = 1;
+    pub const AGENT: i64 = 2;
+    pub const BOT: i64 = 3;
+    pub const SYSTEM: i64 = 4;
+}
+
+/// A message as stored (one JSON member of [`chat_messages_key`], scored by `seq`) and as
+/// sent (SPEC §5.2's `ChatMessage`, plus `sig` computed when sent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatMessage {
+    pub id: Id,
+    pub chat_id: ChatId,
+    pub seq: i64,
+    pub data_offset: i64,
+    pub message_type: i64,
+    pub sender_id: Id,
+    pub sender_name: String,
+    pub content: String,
+    /// RFC 3339, UTC.
+    pub send_time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
+}
+
+/// A visitor's live record. Owner: the visitor module. Key: [`visitor_key`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VisitorRecord {
+    pub visitor_id: VisitorId,
+    pub site_id: SiteId,
+    pub name: String,
+    pub email: String,
+    pub custom_variables: serde_json::Map<String, serde_json::Value>,
+    pub segments: Vec<String>,
+    pub current_url: String,
+    pub current_title: String,
+    pub referrer: String,
+    pub page_views: i64,
+    pub visit_count: i64,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub ip: String,
+    pub user_agent: String,
+    /// browsing, invited, prechat, queued, chatting, offline_message, left.
+    pub state: String,
+    pub banned: bool,
+    /// The visitor's open chat, if any.
+    pub chat_id: Option<ChatId>,
+    /// The last agent who served this visitor (returning-visitor stickiness).
+    pub last_agent_id: Option<AgentId>,
+}
+
+pub fn agent_key(site: SiteId, agent: AgentId) -> String {
+    keys::site(site, &format!("agent:{agent}"))
+}
+
+/// Set of agent ids with a presence hash in the site.
+pub fn agents_key(site: SiteId) -> String {
+    keys::site(site, "agents")
+}
+
+/// Dispatch's FIFO queue of chats waiting in a department (`None`: the site-wide queue);
+/// a sorted set of chat ids scored by the time they entered the queue. Owner: dispatch.
+pub fn queue_key(site: SiteId, department: Option<DepartmentId>) -> String {
+    keys::site(site, &format!("queue:{}", department.map(|d| d.0).unwrap_or(0)))
+}
+
+pub fn visitor_key(site: SiteId, visitor: VisitorId) -> String {
+    keys::site(site, &format!("visitor:{visitor}"))
+}
+
+/// The live visitor list: visitor ids scored by last sign of life. Owner: the visitor module.
+pub fn live_visitors_key(site: SiteId) -> String {
+    keys::site(site, "visitors")
+}
+
+pub fn chat_meta_key(chat: ChatId) -> String {
+    keys::chat(chat, "meta")
+}
+
+/// Messages scored by `seq`. Owner: the chat module.
+pub fn chat_messages_key(chat: ChatId) -> String {
+    keys::chat(chat, "msgs")
+}
+
+/// An agent session (one login): `revoked` when logged out. Owner: the agent module; read
+/// by `auth/resolve_caller`.
+pub fn session_key(session_id: &str) -> String {
+    format!("fd:{{sess:{session_id}}}")
+}
