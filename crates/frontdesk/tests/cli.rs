@@ -199,3 +199,64 @@ fn migrate_site_add_and_agent_add_work_from_the_command_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 8 characters"));
 }
+
+#[test]
+fn sighup_reloads_the_pipeline_file_and_a_bad_file_keeps_the_old_pipelines() {
+    let dir = TempDirGuard::new("cli");
+    let file = dir.0.join("pipelines.json");
+    let mut pipelines: Value = serde_json::from_str(frontdesk_modules::BUILTIN_PIPELINES).expect("builtin");
+    std::fs::write(&file, pipelines.to_string()).expect("write");
+    let port = free_port();
+    let mut child = frontdesk(&dir.0)
+        .arg("serve")
+        .env("FRONTDESK_LISTEN", format!("127.0.0.1:{port}"))
+        .env("FRONTDESK_PIPELINES", &file)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn frontdesk");
+    let stderr = child.stderr.take().expect("stderr");
+    let lines = std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
+    wait_for_http(port, &mut child);
+    let post = |event: &str| -> u16 {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        write!(
+            s,
+            "POST /api/v1/{event} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        )
+        .expect("write");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("read");
+        text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status")
+    };
+    // An event whose only stage is a guard that lets nobody through: 401 once it exists.
+    assert_eq!(post("ops.probe"), 404);
+
+    // Change the file but keep its modification time, so only SIGHUP can notice.
+    let before = std::fs::metadata(&file).and_then(|m| m.modified()).expect("mtime");
+    pipelines["ops.probe"] = serde_json::json!({"do": [{"url": "auth/require_admin"}]});
+    std::fs::write(&file, pipelines.to_string()).expect("write");
+    std::fs::File::options().write(true).open(&file).and_then(|f| f.set_modified(before)).expect("keep mtime");
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(post("ops.probe"), 404, "the file watcher must not have seen it");
+    let hup = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().expect("kill");
+    assert!(hup.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while post("ops.probe") != 401 {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload the pipelines");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A bad file: refused, logged, the old pipelines stay.
+    std::fs::write(&file, r#"{"ops.probe": {"do": [{"url": "nope/missing"}]}}"#).expect("write");
+    let hup = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().expect("kill");
+    assert!(hup.success());
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(post("ops.probe"), 401);
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+    let log = lines.join().expect("stderr reader").join("\n");
+    assert!(log.contains("pipelines reloaded") && log.contains("SIGHUP"), "{log}");
+    assert!(log.contains("pipeline file refused") && log.contains("nope/missing"), "{log}");
+}
