@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::BackendResult;
-use crate::id::{AgentId, SiteId};
+use crate::id::{AgentId, ChatId, SiteId, VisitorId};
 
 /// An agent's role (SPEC §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -76,6 +76,73 @@ pub struct SecretRef<'a> {
     pub name: &'a str,
 }
 
+// agents, departments, sessions
+/// A department (team / skill group) of a site, with its members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Department {
+    pub id: crate::id::DepartmentId,
+    pub site_id: SiteId,
+    pub name: String,
+    /// Routing strategy (`round_robin`, `least_busy`); validated by the modules, not here,
+    /// since the set grows with the dispatcher.
+    pub strategy: String,
+    /// Member agents, ascending by id.
+    pub members: Vec<AgentId>,
+    pub created_at: i64,
+}
+
+/// Changes to an agent; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentUpdate {
+    pub name: Option<String>,
+    pub role: Option<Role>,
+    pub max_chats: Option<i32>,
+    pub priority: Option<i32>,
+    /// Argon2id PHC string of a new password.
+    pub password_hash: Option<String>,
+    /// Replaces the agent's departments; ids that are not departments of its site are ignored.
+    pub departments: Option<Vec<crate::id::DepartmentId>>,
+}
+
+/// Changes to a department; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DepartmentUpdate {
+    pub name: Option<String>,
+    pub strategy: Option<String>,
+    /// Replaces the members; ids that are not agents of the department's site are ignored.
+    pub members: Option<Vec<AgentId>>,
+}
+
+/// A refresh token of an agent session as stored: its SHA-256 (hex), never the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshToken {
+    pub token_hash: String,
+    pub session_id: String,
+    pub site_id: SiteId,
+    pub agent_id: AgentId,
+    /// Unix milliseconds.
+    pub expires_at: i64,
+    /// Already exchanged for a new one (rotation); presenting it again is reuse.
+    pub used: bool,
+    /// Its session was logged out or revoked.
+    pub revoked: bool,
+    pub created_at: i64,
+}
+// end agents, departments, sessions
+
+// chats
+/// Who belongs to a chat, written durably when the chat is created and when an agent
+/// accepts or joins it (SPEC §6), so a node that lost its runtime state still knows who
+/// may rebuild the chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMembership {
+    pub site_id: SiteId,
+    pub visitor_id: VisitorId,
+    /// Agents that accepted or joined the chat, in the order they were added.
+    pub agent_ids: Vec<AgentId>,
+}
+// end chats
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
@@ -101,4 +168,69 @@ pub trait Store: Send + Sync + 'static {
     /// The stored secret, or `candidate` stored now if there is none yet. Concurrent callers
     /// (on any node) all get the same value.
     async fn secret_or_insert(&self, secret: SecretRef<'_>, candidate: &[u8]) -> BackendResult<Vec<u8>>;
+
+    // agents, departments, sessions
+    /// Applies `update` to an agent of `site_id`; `None` when the site has no such agent.
+    /// Fails with `Conflict` when a role change would leave the site without an admin.
+    async fn update_agent(&self, site_id: SiteId, id: AgentId, update: &AgentUpdate) -> BackendResult<Option<Agent>>;
+    /// Deletes an agent of `site_id` with its memberships and refresh tokens; false when the
+    /// site has no such agent. Fails with `Conflict` for the site's last admin.
+    async fn delete_agent(&self, site_id: SiteId, id: AgentId) -> BackendResult<bool>;
+    /// The agent's preferences (a JSON object); `None` when the site has no such agent.
+    async fn agent_preferences(
+        &self,
+        site_id: SiteId,
+        id: AgentId,
+    ) -> BackendResult<Option<serde_json::Map<String, serde_json::Value>>>;
+    /// Sets one preference and answers all of them after the change; `None` when the site
+    /// has no such agent.
+    async fn set_agent_preference(
+        &self,
+        site_id: SiteId,
+        id: AgentId,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> BackendResult<Option<serde_json::Map<String, serde_json::Value>>>;
+    /// The site's departments with their members, ascending by id.
+    async fn departments(&self, site_id: SiteId) -> BackendResult<Vec<Department>>;
+    /// Scoped to one site: another site's department reads as `None`.
+    async fn department(&self, site_id: SiteId, id: crate::id::DepartmentId) -> BackendResult<Option<Department>>;
+    /// Members that are not agents of the department's site are ignored. Fails with
+    /// `Conflict` when the site has a department of that name already.
+    async fn insert_department(&self, department: &Department) -> BackendResult<()>;
+    async fn update_department(
+        &self,
+        site_id: SiteId,
+        id: crate::id::DepartmentId,
+        update: &DepartmentUpdate,
+    ) -> BackendResult<Option<Department>>;
+    /// False when the site has no such department.
+    async fn delete_department(&self, site_id: SiteId, id: crate::id::DepartmentId) -> BackendResult<bool>;
+    /// Stores a refresh token (and drops the agent's expired ones).
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> BackendResult<()>;
+    /// Looked up by its hash: the token itself is the credential, so no site is known yet.
+    async fn refresh_token(&self, token_hash: &str) -> BackendResult<Option<RefreshToken>>;
+    /// Marks an unused, unrevoked token used. True only for the one caller that did, so two
+    /// concurrent refreshes with one token cannot both rotate it.
+    async fn use_refresh_token(&self, token_hash: &str) -> BackendResult<bool>;
+    /// Revokes every refresh token of a session of `site_id`; how many were still live.
+    async fn revoke_session(&self, site_id: SiteId, session_id: &str) -> BackendResult<u64>;
+    /// Revokes every refresh token of an agent; answers the sessions that had a live one.
+    async fn revoke_agent_sessions(&self, site_id: SiteId, agent_id: AgentId) -> BackendResult<Vec<String>>;
+    // end agents, departments, sessions
+
+    // chats
+    /// Records a new chat and its visitor; inserting the same chat again is a no-op.
+    async fn insert_chat(
+        &self,
+        chat_id: ChatId,
+        site_id: SiteId,
+        visitor_id: VisitorId,
+        created_at: i64,
+    ) -> BackendResult<()>;
+    /// Adds an agent to a chat's members (idempotent). An unknown chat is an error.
+    async fn add_chat_member(&self, chat_id: ChatId, agent_id: AgentId) -> BackendResult<()>;
+    /// The chat's site, visitor and agents, or `None` when no such chat was ever created.
+    async fn chat_membership(&self, chat_id: ChatId) -> BackendResult<Option<ChatMembership>>;
+    // end chats
 }

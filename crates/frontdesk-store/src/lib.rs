@@ -20,6 +20,7 @@
 //! Architecture Invariant: every table except the join tables carries `site_id`, and every
 //! read of a tenant's data filters on it (SPEC §4: no call reads across sites).
 
+mod agents_rows;
 mod convert;
 mod error;
 mod migrate;

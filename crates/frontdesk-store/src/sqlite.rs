@@ -20,6 +20,14 @@ use crate::convert::{self, agent_columns, AgentRow, SiteRow};
 use crate::error::{self, Dialect};
 use crate::migrate;
 
+// agents, departments, sessions
+mod agents;
+// end agents, departments, sessions
+
+// chats
+mod chats;
+// end chats
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 const D: Dialect = Dialect::Sqlite;
@@ -261,4 +269,109 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(db_err)?;
         Ok(value)
     }
+
+    // agents, departments, sessions
+    async fn update_agent(
+        &self,
+        site_id: SiteId,
+        id: AgentId,
+        update: &frontdesk_core::store::AgentUpdate,
+    ) -> BackendResult<Option<Agent>> {
+        self.agents_update(site_id, id, update).await
+    }
+
+    async fn delete_agent(&self, site_id: SiteId, id: AgentId) -> BackendResult<bool> {
+        self.agents_delete(site_id, id).await
+    }
+
+    async fn agent_preferences(
+        &self,
+        site_id: SiteId,
+        id: AgentId,
+    ) -> BackendResult<Option<serde_json::Map<String, serde_json::Value>>> {
+        self.agents_preferences(site_id, id).await
+    }
+
+    async fn set_agent_preference(
+        &self,
+        site_id: SiteId,
+        id: AgentId,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> BackendResult<Option<serde_json::Map<String, serde_json::Value>>> {
+        self.agents_set_preference(site_id, id, key, value).await
+    }
+
+    async fn departments(&self, site_id: SiteId) -> BackendResult<Vec<frontdesk_core::store::Department>> {
+        self.departments_list(site_id).await
+    }
+
+    async fn department(
+        &self,
+        site_id: SiteId,
+        id: frontdesk_core::id::DepartmentId,
+    ) -> BackendResult<Option<frontdesk_core::store::Department>> {
+        self.departments_get(site_id, id).await
+    }
+
+    async fn insert_department(&self, department: &frontdesk_core::store::Department) -> BackendResult<()> {
+        self.departments_insert(department).await
+    }
+
+    async fn update_department(
+        &self,
+        site_id: SiteId,
+        id: frontdesk_core::id::DepartmentId,
+        update: &frontdesk_core::store::DepartmentUpdate,
+    ) -> BackendResult<Option<frontdesk_core::store::Department>> {
+        self.departments_update(site_id, id, update).await
+    }
+
+    async fn delete_department(&self, site_id: SiteId, id: frontdesk_core::id::DepartmentId) -> BackendResult<bool> {
+        self.departments_delete(site_id, id).await
+    }
+
+    async fn insert_refresh_token(&self, token: &frontdesk_core::store::RefreshToken) -> BackendResult<()> {
+        self.refresh_insert(token).await
+    }
+
+    async fn refresh_token(&self, token_hash: &str) -> BackendResult<Option<frontdesk_core::store::RefreshToken>> {
+        self.refresh_get(token_hash).await
+    }
+
+    async fn use_refresh_token(&self, token_hash: &str) -> BackendResult<bool> {
+        self.refresh_use(token_hash).await
+    }
+
+    async fn revoke_session(&self, site_id: SiteId, session_id: &str) -> BackendResult<u64> {
+        self.refresh_revoke_session(site_id, session_id).await
+    }
+
+    async fn revoke_agent_sessions(&self, site_id: SiteId, agent_id: AgentId) -> BackendResult<Vec<String>> {
+        self.refresh_revoke_agent(site_id, agent_id).await
+    }
+    // end agents, departments, sessions
+
+    // chats
+    async fn insert_chat(
+        &self,
+        chat_id: frontdesk_core::id::ChatId,
+        site_id: SiteId,
+        visitor_id: frontdesk_core::id::VisitorId,
+        created_at: i64,
+    ) -> BackendResult<()> {
+        self.chats_insert(chat_id, site_id, visitor_id, created_at).await
+    }
+
+    async fn add_chat_member(&self, chat_id: frontdesk_core::id::ChatId, agent_id: AgentId) -> BackendResult<()> {
+        self.chats_add_member(chat_id, agent_id).await
+    }
+
+    async fn chat_membership(
+        &self,
+        chat_id: frontdesk_core::id::ChatId,
+    ) -> BackendResult<Option<frontdesk_core::store::ChatMembership>> {
+        self.chats_membership(chat_id).await
+    }
+    // end chats
 }

@@ -83,6 +83,17 @@ macro_rules! store_contract_tests {
             secret_keeps_the_first_value,
             secret_race_gives_everybody_one_value,
             secrets_are_separate_per_site_and_name,
+            // agents, departments, sessions
+            departments_round_trip_with_members_of_their_site_only,
+            department_names_are_unique_per_site,
+            agent_updates_apply_and_the_last_admin_stays,
+            agent_preferences_merge_per_agent,
+            refresh_tokens_rotate_once_and_revoke_by_session,
+            // end agents, departments, sessions
+            // chats
+            chat_membership_is_recorded_and_read_back,
+            chat_members_are_idempotent_and_in_order,
+            // end chats
         );
     };
     ($make:expr $(,)?) => {
@@ -380,4 +391,43 @@ pub mod cases {
             assert_eq!(read, *value, "{key:?} kept its own value");
         }
     }
+
+    // agents, departments, sessions
+    mod agents;
+    pub use agents::*;
+    // end agents, departments, sessions
+
+    // chats
+    pub async fn chat_membership_is_recorded_and_read_back(store: Arc<dyn Store>) {
+        let ids = ids();
+        let (a, _) = two_sites(&*store, &ids).await;
+        let (chat, visitor) = (ids.next().expect("id"), ids.next().expect("id"));
+        assert_eq!(store.chat_membership(chat).await.expect("read"), None, "an unknown chat reads as None");
+        store.insert_chat(chat, a.id, visitor, CREATED_AT).await.expect("insert chat");
+        // Creating the same chat again (a retried request) changes nothing.
+        store.insert_chat(chat, a.id, visitor, CREATED_AT + 5).await.expect("insert again");
+        let m = store.chat_membership(chat).await.expect("read").expect("chat exists");
+        assert_eq!(m, frontdesk_core::store::ChatMembership { site_id: a.id, visitor_id: visitor, agent_ids: vec![] });
+        let r = store.add_chat_member(ids.next().expect("id"), ids.next().expect("id")).await;
+        assert!(r.is_err(), "a member of a chat that does not exist is refused");
+    }
+
+    pub async fn chat_members_are_idempotent_and_in_order(store: Arc<dyn Store>) {
+        let ids = ids();
+        let (a, _) = two_sites(&*store, &ids).await;
+        let (chat, visitor) = (ids.next().expect("id"), ids.next().expect("id"));
+        let (first, second) = (ids.next().expect("id"), ids.next().expect("id"));
+        store.insert_chat(chat, a.id, visitor, CREATED_AT).await.expect("insert chat");
+        store.add_chat_member(chat, first).await.expect("add first");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        store.add_chat_member(chat, second).await.expect("add second");
+        store.add_chat_member(chat, first).await.expect("add first again");
+        let m = store.chat_membership(chat).await.expect("read").expect("chat exists");
+        assert_eq!(m.agent_ids, vec![first, second]);
+        // Another chat's members stay its own.
+        let other = ids.next().expect("id");
+        store.insert_chat(other, a.id, visitor, CREATED_AT).await.expect("insert other");
+        assert_eq!(store.chat_membership(other).await.expect("read").expect("exists").agent_ids, vec![]);
+    }
+    // end chats
 }

@@ -1,5 +1,9 @@
 //! The auth module: resolves the caller of every request once (the `base` stage
 //! `auth/resolve_caller`) and guards events by who may call them (`auth/require_*`).
+//!
+//! An agent's access token is refused once its session is revoked (`agent.logout`, a
+//! reused refresh token, the agent deleted or its role changed): the agent module marks
+//! `model::session_key(sid)` `revoked`, and this stage reads that one field per call.
 
 use std::sync::Arc;
 
@@ -9,15 +13,19 @@ use frontdesk_core::store::Role;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::tokens::Tokens;
-use crate::RegisterError;
+use frontdesk_core::state::StateStore;
 
-pub fn register(
-    registry: &mut Registry,
-    tokens: Arc<Tokens>,
-    operator_token: Option<String>,
-) -> Result<(), RegisterError> {
-    registry.register("auth/resolve_caller", Arc::new(ResolveCaller { tokens, operator_token }))?;
+use crate::model::session_key;
+use crate::tokens::Tokens;
+use crate::{Deps, RegisterError};
+
+pub fn register(registry: &mut Registry, deps: &Deps) -> Result<(), RegisterError> {
+    let resolve = ResolveCaller {
+        tokens: deps.tokens.clone(),
+        operator_token: deps.operator_token.clone(),
+        state: deps.backends.state.clone(),
+    };
+    registry.register("auth/resolve_caller", Arc::new(resolve))?;
     for (name, need) in [
         ("auth/require_visitor", Need::Visitor),
         ("auth/require_agent", Need::Agent(Role::Agent)),
@@ -31,10 +39,12 @@ pub fn register(
     Ok(())
 }
 
-/// Bearer token → [`Caller`]: the operator token, an agent access token or a visitor token.
+/// Bearer token → [`Caller`]: the operator token, an agent access token of a live session,
+/// or a visitor token.
 struct ResolveCaller {
     tokens: Arc<Tokens>,
     operator_token: Option<String>,
+    state: Arc<dyn StateStore>,
 }
 
 #[async_trait]
@@ -55,7 +65,13 @@ impl Handler for ResolveCaller {
                 return Ok(Step::Next);
             }
         }
-        ctx.caller = self.tokens.verify(token)?;
+        let caller = self.tokens.verify(token)?;
+        if let Caller::Agent { session_id, .. } = &caller {
+            if self.state.hget(&session_key(session_id), "revoked").await?.as_deref() == Some("1") {
+                return Err(Failure::unauthorized("this session has been logged out; log in again"));
+            }
+        }
+        ctx.caller = caller;
         Ok(Step::Next)
     }
 }

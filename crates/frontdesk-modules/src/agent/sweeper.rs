@@ -1,0 +1,108 @@
+//! The presence sweeper (SPEC §4): every [`TICK`], agents of every site with presence whose
+//! last socket closed and who made no call within the presence timeout become `offline`,
+//! and the site's agents are told (`agent.status`). Agents with an open socket are alive:
+//! their `lastSeen` is moved to now, so dispatch, which reads only `lastSeen`, sees them.
+//!
+//! `agent/start` (in `server.start`) spawns it once per process. The loop holds the module
+//! weakly, so it ends when the engine that owns the module is dropped, or with the runtime.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use frontdesk_core::id::{AgentId, Id, SiteId};
+use frontdesk_core::object;
+use frontdesk_core::pipeline::{Ctx, Failure, Handler, Registry, Step};
+use frontdesk_core::push::{Push, Recipient};
+use frontdesk_core::state::StateStore;
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+use super::presence::status_name;
+use super::{now_ms, presence_sites_key, AgentModule};
+use crate::model::{agent_key, agents_key, AgentPresence, AgentStatus};
+use crate::RegisterError;
+
+const TICK: Duration = Duration::from_secs(5);
+
+pub(super) fn register(registry: &mut Registry, m: &Arc<AgentModule>) -> Result<(), RegisterError> {
+    registry.register("agent/start", Arc::new(Start { m: Arc::downgrade(m), task: Mutex::new(None) }))?;
+    Ok(())
+}
+
+struct Start {
+    m: Weak<AgentModule>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[async_trait]
+impl Handler for Start {
+    async fn run(&self, _ctx: &mut Ctx) -> Result<Step, Failure> {
+        {
+            let mut slot = self.task.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.as_ref().is_none_or(|t| t.is_finished()) {
+                let weak = self.m.clone();
+                *slot = Some(tokio::spawn(run_sweeper(weak)));
+            }
+        }
+        // Made now, so the first login with an unknown email does not pay for it.
+        super::session::dummy_hash().await;
+        Ok(Step::Next)
+    }
+}
+
+async fn run_sweeper(weak: Weak<AgentModule>) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(m) = weak.upgrade() else { return };
+        let swept = sweep_presence(m.state.as_ref(), m.push.as_ref(), m.settings.presence_timeout, now_ms()).await;
+        if let Err(e) = swept {
+            tracing::warn!(error = %e, "presence sweep failed; retrying next tick");
+        }
+    }
+}
+
+/// One sweep at time `now` (Unix ms): sets `offline` every agent with no open socket whose
+/// `lastSeen` is older than `timeout`, pushes `agent.status` for each, and answers them.
+/// The change is a compare-and-set on `status`, so a `set_status` racing with the sweep
+/// wins and no node pushes twice.
+pub async fn sweep_presence(
+    state: &dyn StateStore,
+    push: &dyn Push,
+    timeout: Duration,
+    now: i64,
+) -> Result<Vec<(SiteId, AgentId)>, Failure> {
+    let timeout = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+    let mut offline = Vec::new();
+    for site in state.smembers(&presence_sites_key()).await? {
+        let Ok(site) = site.parse::<Id>() else { continue };
+        for agent in state.smembers(&agents_key(site)).await? {
+            let Ok(agent) = agent.parse::<Id>() else { continue };
+            let key = agent_key(site, agent);
+            let Some(p) = object::load::<AgentPresence>(state, &key).await? else {
+                // The agent was deleted: its presence went with it.
+                state.srem(&agents_key(site), &[&agent.to_string()]).await?;
+                continue;
+            };
+            if p.sockets > 0 {
+                state.hset(&key, &[("lastSeen", &now.to_string())]).await?;
+                continue;
+            }
+            if p.status == AgentStatus::Offline || now.saturating_sub(p.last_seen) <= timeout {
+                continue;
+            }
+            let was = status_name(p.status);
+            if state.hcas(&key, "status", Some(was), Some("offline")).await? {
+                tracing::info!(%agent, "agent went offline: no socket and no call within the presence timeout");
+                let data = json!({"agentId": agent, "status": "offline"});
+                if let Err(e) = push.push(&[Recipient::SiteAgents(site)], "agent.status", &data).await {
+                    tracing::warn!(error = %e, %agent, "agent.status push failed");
+                }
+                offline.push((site, agent));
+            }
+        }
+    }
+    Ok(offline)
+}
