@@ -20,11 +20,13 @@
 //! Architecture Invariant: no module names a backend; they see only `frontdesk-core`'s ports.
 
 pub mod agent;
+pub mod agent_chat;
 pub mod auth;
 pub mod chat;
 pub mod directory;
 pub mod dispatch;
 pub mod model;
+pub mod offline;
 pub mod tokens;
 pub mod visitor;
 
@@ -84,11 +86,13 @@ pub enum RegisterError {
 
 /// Registers every module's handlers.
 pub fn register_all(registry: &mut Registry, deps: &Deps) -> Result<(), RegisterError> {
-    auth::register(registry, deps.tokens.clone(), deps.operator_token.clone())?;
+    auth::register(registry, deps)?;
     agent::register(registry, deps)?;
+    agent_chat::register(registry, deps)?;
     directory::register(registry, deps)?;
     visitor::register(registry, deps)?;
     chat::register(registry, deps)?;
     dispatch::register(registry, deps)?;
+    offline::register(registry, deps)?;
     Ok(())
 }

@@ -97,6 +97,22 @@ pub struct ChatMeta {
     pub ended_at: i64,
     /// Set while the chat was recreated empty and waits for clients' copies (SPEC §6).
     pub rebuilding: bool,
+    // Fields below: owners the chat and dispatch modules (issue 4, part 3).
+    /// Unix milliseconds the chat (last) entered a queue; its score there, so a refused
+    /// chat goes back to where it stood.
+    pub queued_at: i64,
+    /// The queue position last pushed to the visitor (`queue.updated`); 0 when not queued.
+    pub queue_position: i64,
+    /// While a transfer is offered: the owner handing the chat over.
+    pub transfer_from: Option<AgentId>,
+    /// While a transfer to a department is pending: that department.
+    pub transfer_department: Option<DepartmentId>,
+    /// Post-chat survey (`chat.post_chat`).
+    pub rating: Option<i64>,
+    pub comment: Option<String>,
+    /// Wrap-up by the owner after the end (`chat.wrap_up`).
+    pub wrap_up_notes: Option<String>,
+    pub tags: Vec<String>,
 }
 
 /// `messageType` (SPEC §4).

@@ -33,7 +33,19 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_observed(config, listener, shutdown, |_| {}).await
+}
+
+/// [`run`], handing the node's backends to `observe` once they are up — how in-process
+/// tests reach the embedded state store, as a cluster test reaches Redis.
+pub async fn run_observed(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    observe: impl FnOnce(&frontdesk_core::backends::Backends) + Send,
+) -> anyhow::Result<()> {
     let node = wiring::start(&config).await?;
+    observe(&node.backends);
     if let Some(first) = bootstrap::ensure_first_site(
         node.backends.store.as_ref(),
         &node.ids,

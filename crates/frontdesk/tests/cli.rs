@@ -221,11 +221,8 @@ fn sighup_reloads_the_pipeline_file_and_a_bad_file_keeps_the_old_pipelines() {
         use std::io::Write;
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-        write!(
-            s,
-            "POST /api/v1/{event} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-        )
-        .expect("write");
+        write!(s, "POST /api/v1/{event} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}")
+            .expect("write");
         let mut text = String::new();
         s.read_to_string(&mut text).expect("read");
         text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status")

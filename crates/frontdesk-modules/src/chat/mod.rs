@@ -1,8 +1,302 @@
-//! The chat module. (Its handlers are registered in [`register`].)
+//! The chat module (SPEC §4, §5.4, §6): chats, their messages and the two data offsets,
+//! rebuild, typing flags and read cursors.
+//!
+//! # Layout
+//! - [`append`] — the append script (one message, its `seq` and side offset, idempotent by
+//!   `clientMessageId`) and the rebuild's merge script.
+//! - [`sig`] — the per-site message MAC (`sig`, SPEC §5.2).
+//! - [`offsets`] — `chat/offsets` (SPEC §6's check before an event) and `chat/sync` (the
+//!   messages a client lacks).
+//! - [`messages`] — sending messages, heartbeats (typing, read cursors).
+//! - [`lifecycle`] — `chat/create`, `chat/accept`, `chat/join`, `chat/monitor`.
+//! - [`ending`] — `chat/end`, `chat/agent_leave`, `chat/post_chat`, `chat/wrap_up`.
+//! - [`rebuild`] — `chat/rebuild`.
+//!
+//! Dispatch (queues, offers, capacity) is another module; the two meet in the pipelines:
+//! chat stages leave `ctx.values["dispatch"]` (see [`DispatchNote`]) for dispatch's `did`
+//! stages, and dispatch stages leave `ctx.values["offerClaimed"]` for `chat/accept`.
 
+mod append;
+mod ending;
+mod lifecycle;
+mod messages;
+mod offsets;
+mod rebuild;
+mod sig;
+
+use std::sync::Arc;
+
+use frontdesk_core::id::{AgentId, ChatId, Id, IdGenerator, SiteId, VisitorId};
+use frontdesk_core::object;
+use frontdesk_core::pipeline::{Caller, Ctx, Failure, Registry};
+use frontdesk_core::push::{Push, Recipient};
+use frontdesk_core::state::StateStore;
+use frontdesk_core::store::{Role, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::model::{chat_meta_key, ChatMessage, ChatMeta, ParticipantRole};
 use crate::{Deps, RegisterError};
-use frontdesk_core::pipeline::Registry;
 
-pub fn register(_registry: &mut Registry, _deps: &Deps) -> Result<(), RegisterError> {
+pub use append::{AppendOutcome, APPEND_MESSAGE, CREATE_META, MERGE_MESSAGES};
+pub use messages::ADVANCE_CURSOR;
+pub use sig::MacKeys;
+
+/// Registers the chat module's handlers.
+pub fn register(registry: &mut Registry, deps: &Deps) -> Result<(), RegisterError> {
+    let chats = Arc::new(Chats {
+        state: deps.backends.state.clone(),
+        store: deps.backends.store.clone(),
+        ids: deps.ids.clone(),
+        push: deps.push.clone(),
+        macs: MacKeys::new(deps.backends.store.clone()),
+    });
+    offsets::register(registry, &chats)?;
+    messages::register(registry, &chats)?;
+    lifecycle::register(registry, &chats)?;
+    ending::register(registry, &chats)?;
+    rebuild::register(registry, &chats)?;
     Ok(())
+}
+
+const EDIT_LOCK_LEASE: std::time::Duration = std::time::Duration::from_secs(5);
+const EDIT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+const EDIT_LOCK_TRIES: usize = 150;
+
+/// What every chat handler works with.
+pub(crate) struct Chats {
+    pub state: Arc<dyn StateStore>,
+    pub store: Arc<dyn Store>,
+    pub ids: IdGenerator,
+    pub push: Arc<dyn Push>,
+    pub macs: MacKeys,
+}
+
+/// The caller's relation to the chat, found by `chat/offsets` and kept in
+/// `ctx.extensions` for the stages after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Who {
+    Visitor(VisitorId),
+    /// An agent of the chat's site; `part` is its role in the chat, if it has one.
+    Agent {
+        agent_id: AgentId,
+        role: Role,
+        part: Option<ParticipantRole>,
+    },
+}
+
+/// The chat a request concerns, as `chat/offsets` found it.
+#[derive(Debug, Clone)]
+pub(crate) struct ChatAccess {
+    pub chat_id: ChatId,
+    pub who: Who,
+}
+
+/// What a chat stage asks dispatch's `did` stages to do, in `ctx.values["dispatch"]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DispatchNote {
+    pub site_id: SiteId,
+    pub chat_id: ChatId,
+    /// Agents whose capacity the chat no longer uses.
+    #[serde(default)]
+    pub release: Vec<AgentId>,
+    /// Agents that now hold the chat without an offer (a joined agent promoted to owner).
+    #[serde(default)]
+    pub claim: Vec<AgentId>,
+    /// The chat left every queue and every pending offer (it ended).
+    #[serde(default)]
+    pub withdrawn: bool,
+    /// The agent the chat was offered to when it ended, if any (its offer is withdrawn).
+    #[serde(default)]
+    pub offered_to: Option<AgentId>,
+}
+
+impl Chats {
+    pub(crate) fn next_id(&self) -> Result<Id, Failure> {
+        self.ids.next().map_err(|e| {
+            tracing::error!(error = %e, "cannot make an id");
+            Failure::unavailable("this node cannot make ids right now; try again shortly")
+        })
+    }
+
+    pub(crate) async fn meta(&self, chat_id: ChatId) -> Result<Option<ChatMeta>, Failure> {
+        Ok(object::load::<ChatMeta>(self.state.as_ref(), &chat_meta_key(chat_id)).await?)
+    }
+
+    /// The chat's metadata, or `not_found` when the runtime state has no such chat.
+    pub(crate) async fn meta_or_404(&self, chat_id: ChatId) -> Result<ChatMeta, Failure> {
+        self.meta(chat_id)
+            .await?
+            .ok_or_else(|| Failure::not_found("no such chat (or it is not yours): check data.chatId"))
+    }
+
+    /// Changes a chat's metadata under the chat's edit lock (so two nodes changing
+    /// participants or status at once never lose each other's change) and writes only the
+    /// fields `change` touched. Returns the metadata after the change and `change`'s value.
+    pub(crate) async fn edit<T>(
+        &self,
+        chat_id: ChatId,
+        change: impl FnOnce(&mut ChatMeta) -> Result<T, Failure> + Send,
+    ) -> Result<(ChatMeta, T), Failure> {
+        let lock = frontdesk_core::keys::chat(chat_id, "edit");
+        let owner = self.next_id()?.to_string();
+        let mut held = false;
+        for _ in 0..EDIT_LOCK_TRIES {
+            if self.state.lock_acquire(&lock, &owner, EDIT_LOCK_LEASE).await? {
+                held = true;
+                break;
+            }
+            tokio::time::sleep(EDIT_LOCK_WAIT).await;
+        }
+        if !held {
+            return Err(Failure::conflict(format!("chat {chat_id} is being changed by another call; try again")));
+        }
+        let result = async {
+            let before = self.meta_or_404(chat_id).await?;
+            let mut after = before.clone();
+            let value = change(&mut after)?;
+            object::save_changes(self.state.as_ref(), &chat_meta_key(chat_id), &before, &after).await?;
+            Ok::<_, Failure>((after, value))
+        }
+        .await;
+        if let Err(e) = self.state.lock_release(&lock, &owner).await {
+            tracing::warn!(error = %e, "cannot release a chat's edit lock; it lapses on its own");
+        }
+        result
+    }
+
+    /// An agent's display name, from the durable store.
+    pub(crate) async fn agent_name(&self, site: SiteId, agent: AgentId) -> Result<String, Failure> {
+        Ok(self.store.agent(site, agent).await?.map(|a| a.name).unwrap_or_else(|| format!("Agent {agent}")))
+    }
+
+    /// Everybody in the chat but `except`: the visitor and every agent participant.
+    pub(crate) fn recipients(meta: &ChatMeta, except: Option<Id>, with_visitor: bool) -> Vec<Recipient> {
+        let mut to = Vec::new();
+        if with_visitor && except != Some(meta.visitor_id) {
+            to.push(Recipient::Visitor(meta.visitor_id));
+        }
+        for p in &meta.participants {
+            if Some(p.agent_id) != except {
+                to.push(Recipient::Agent(p.agent_id));
+            }
+        }
+        to
+    }
+
+    /// Pushes, logging a failure instead of failing the request: pushes are at most once
+    /// and clients catch up by offsets (SPEC §6).
+    pub(crate) async fn push_to(&self, to: &[Recipient], name: &str, data: &Value) {
+        if to.is_empty() {
+            return;
+        }
+        if let Err(e) = self.push.push(to, name, data).await {
+            tracing::warn!(error = %e, push = name, "push failed");
+        }
+    }
+
+    /// Appends a message and pushes `chat.message` to everyone in the chat but its sender
+    /// (and never to the visitor when `visible_to_visitor` is false).
+    pub(crate) async fn post(&self, meta: &ChatMeta, msg: ChatMessage) -> Result<AppendOutcome, Failure> {
+        let outcome = append::append(self.state.as_ref(), meta.chat_id, msg).await?;
+        if outcome.is_new {
+            let mut data = self.macs.signed_json(meta.site_id, &outcome.message).await?;
+            if let Value::Object(map) = &mut data {
+                map.insert("visitorDataOffset".into(), outcome.visitor_data_offset.into());
+                map.insert("agentDataOffset".into(), outcome.agent_data_offset.into());
+            }
+            let to = Self::recipients(meta, Some(outcome.message.sender_id), true);
+            self.push_to(&to, "chat.message", &data).await;
+        }
+        Ok(outcome)
+    }
+
+    /// A system message (type 4, agent side), e.g. "Ann joined the chat".
+    pub(crate) async fn system_message(&self, meta: &ChatMeta, text: String) -> Result<(), Failure> {
+        let msg = new_message(self.next_id()?, meta.chat_id, crate::model::message_type::SYSTEM, Id(0), "", text, None);
+        self.post(meta, msg).await.map(|_| ())
+    }
+}
+
+/// A message before the append script gives it `seq` and `dataOffset`.
+pub(crate) fn new_message(
+    id: Id,
+    chat_id: ChatId,
+    message_type: i64,
+    sender_id: Id,
+    sender_name: &str,
+    content: String,
+    client_message_id: Option<String>,
+) -> ChatMessage {
+    ChatMessage {
+        id,
+        chat_id,
+        seq: 0,
+        data_offset: 0,
+        message_type,
+        sender_id,
+        sender_name: sender_name.to_string(),
+        content,
+        send_time: rfc3339(now_ms()),
+        client_message_id,
+        attachment: None,
+        sig: None,
+    }
+}
+
+/// The `ChatAccess` left by `chat/offsets`; its absence is a pipeline-file mistake.
+pub(crate) fn access(ctx: &Ctx) -> Result<ChatAccess, Failure> {
+    ctx.extensions.get::<ChatAccess>().cloned().ok_or_else(|| {
+        Failure::internal(format!("{}: chat/offsets must run before this stage (check the pipeline file)", ctx.event))
+    })
+}
+
+/// The caller as an agent of `site`, or `forbidden`.
+pub(crate) fn caller_agent(caller: &Caller) -> Option<(SiteId, AgentId, Role)> {
+    match caller {
+        Caller::Agent { site_id, agent_id, role, .. } => Some((*site_id, *agent_id, *role)),
+        _ => None,
+    }
+}
+
+pub(crate) fn is_supervisor(role: Role) -> bool {
+    matches!(role, Role::Supervisor | Role::Admin)
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Unix milliseconds as RFC 3339 in UTC with milliseconds (`2026-01-02T03:04:05.678Z`):
+/// one fixed width, so these strings sort as the instants do.
+pub(crate) fn rfc3339(ms: i64) -> String {
+    let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{milli:03}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn rfc3339_formats_utc_with_milliseconds() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_704_067_200_123), "2024-01-01T00:00:00.123Z");
+        assert_eq!(rfc3339(1_709_210_096_007), "2024-02-29T12:34:56.007Z");
+    }
 }

@@ -1,8 +1,83 @@
-//! The dispatch module. (Its handlers are registered in [`register`].)
+//! The dispatch module (SPEC §4, §5.4): queues of waiting chats per department, offers to
+//! available agents, agents' capacity (`activeChats`), transfers, and the sweeper that
+//! expires unanswered offers and retries queued chats.
+//!
+//! # Layout
+//! - [`scripts`] — the atomic steps on a site's hash tag: [`OFFER`] (first agent of a list
+//!   still available takes the chat: capacity and queue change together, so two nodes never
+//!   give one chat to two agents and no agent goes over capacity) and [`ADJUST_CAPACITY`].
+//! - [`offer`] — candidates (online, seen within the presence timeout, under capacity, in
+//!   the department), their order (returning-visitor stickiness, priority, strategy), the
+//!   queue and `queue.updated` pushes.
+//! - [`handlers`] — `dispatch/route`, `dispatch/accept`, `dispatch/refuse`,
+//!   `dispatch/transfer`, `dispatch/release`.
+//! - [`sweeper`] — `dispatch/start` / `dispatch/stop` and the once-a-second sweep.
+//!
+//! Keys: the queues (`model::queue_key`), `fd:{s:<site>}:queues` (the departments with a
+//! queue), `fd:{s:<site>}:offers` (pending offers: chat id scored by deadline, claimed
+//! with `ZREM` by whoever answers or expires it), and `fd:dispatch:sites` (sites the
+//! sweeper visits).
 
-use crate::{Deps, RegisterError};
+mod handlers;
+mod offer;
+mod scripts;
+mod sweeper;
+
+use std::sync::Arc;
+
+use frontdesk_core::id::{DepartmentId, SiteId};
+use frontdesk_core::keys;
 use frontdesk_core::pipeline::Registry;
+use frontdesk_core::push::Push;
+use frontdesk_core::state::StateStore;
+use frontdesk_core::store::Store;
 
-pub fn register(_registry: &mut Registry, _deps: &Deps) -> Result<(), RegisterError> {
+use crate::{Deps, RegisterError, Settings};
+
+pub use scripts::{ADJUST_CAPACITY, OFFER};
+
+pub fn register(registry: &mut Registry, deps: &Deps) -> Result<(), RegisterError> {
+    let d = Arc::new(Dispatch {
+        state: deps.backends.state.clone(),
+        store: deps.backends.store.clone(),
+        push: deps.push.clone(),
+        settings: deps.settings.clone(),
+    });
+    handlers::register(registry, &d)?;
+    sweeper::register(registry, &d)?;
     Ok(())
+}
+
+pub(crate) struct Dispatch {
+    pub state: Arc<dyn StateStore>,
+    pub store: Arc<dyn Store>,
+    pub push: Arc<dyn Push>,
+    pub settings: Settings,
+}
+
+/// Departments (`0` = the site-wide queue) that have a queue in the site.
+pub(crate) fn queues_key(site: SiteId) -> String {
+    keys::site(site, "queues")
+}
+
+/// Pending offers of a site: chat id scored by the offer's deadline (Unix ms).
+pub(crate) fn offers_key(site: SiteId) -> String {
+    keys::site(site, "offers")
+}
+
+/// Round-robin cursor of a department.
+pub(crate) fn cursor_key(site: SiteId, department: Option<DepartmentId>) -> String {
+    keys::site(site, &format!("rr:{}", department.map(|d| d.0).unwrap_or(0)))
+}
+
+/// Sites with queues or offers, visited by the sweeper.
+pub(crate) fn sites_key() -> String {
+    "fd:dispatch:sites".to_string()
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }

@@ -16,6 +16,8 @@ use tokio::task::JoinHandle;
 pub struct TestServer {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    /// The node's backends (in embedded mode, its in-process state store).
+    pub backends: frontdesk_core::backends::Backends,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
     http: reqwest::Client,
@@ -37,10 +39,22 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(frontdesk::run(config, listener, async move {
-            let _ = stopped.await;
-        }));
-        let server = TestServer { addr, data_dir, stop: Some(stop), task, http: reqwest::Client::new() };
+        let (up, backends) = oneshot::channel();
+        let task = tokio::spawn(frontdesk::run_observed(
+            config,
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+            move |b| {
+                let _ = up.send(b.clone());
+            },
+        ));
+        let backends = match backends.await {
+            Ok(b) => b,
+            Err(_) => panic!("the server stopped during start-up: {:?}", task.await),
+        };
+        let server = TestServer { addr, data_dir, backends, stop: Some(stop), task, http: reqwest::Client::new() };
         server.wait_until_up().await
     }
 

@@ -1,0 +1,163 @@
+//! SPEC §6 around every chat event: `chat/offsets` runs before the event (unknown chat →
+//! recreate it empty and `code: 1, -1/-1`; client ahead → `code: 1` with the server's
+//! offsets), and `chat/sync` answers after it (`code: 0`, the offsets, and every message
+//! whose side offset is above the client's, ordered by `seq`, each with its `sig`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use frontdesk_core::id::ChatId;
+use frontdesk_core::pipeline::{Caller, Ctx, Failure, Handler, Registry, Step};
+use frontdesk_core::store::ChatMembership;
+use serde::Deserialize;
+
+use super::append::{all_messages, create_meta};
+use super::{ChatAccess, Chats, Who};
+use crate::model::{message_type, ChatMeta, ChatStatus, Participant, ParticipantRole};
+use crate::RegisterError;
+
+pub(super) fn register(registry: &mut Registry, chats: &Arc<Chats>) -> Result<(), RegisterError> {
+    registry.register("chat/offsets", Arc::new(CheckOffsets(chats.clone())))?;
+    registry.register("chat/sync", Arc::new(Sync(chats.clone())))?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ChatRef {
+    pub chat_id: ChatId,
+}
+
+fn unknown() -> Failure {
+    Failure::not_found("no such chat (or it is not yours): check data.chatId")
+}
+
+/// The caller's relation to a chat of `site` with `visitor`; `None` when the caller may not
+/// see it (another site, another visitor). Not found rather than forbidden, so chat ids of
+/// other tenants reveal nothing.
+pub(super) fn relation(caller: &Caller, meta: &ChatMeta) -> Option<Who> {
+    match caller {
+        Caller::Visitor { site_id, visitor_id } if *site_id == meta.site_id && *visitor_id == meta.visitor_id => {
+            Some(Who::Visitor(*visitor_id))
+        }
+        Caller::Agent { site_id, agent_id, role, .. } if *site_id == meta.site_id => {
+            let part = meta.participants.iter().find(|p| p.agent_id == *agent_id).map(|p| p.role);
+            Some(Who::Agent { agent_id: *agent_id, role: *role, part })
+        }
+        _ => None,
+    }
+}
+
+fn may_belong(caller: &Caller, m: &ChatMembership) -> bool {
+    match caller {
+        Caller::Visitor { site_id, visitor_id } => *site_id == m.site_id && *visitor_id == m.visitor_id,
+        Caller::Agent { site_id, .. } => *site_id == m.site_id,
+        _ => false,
+    }
+}
+
+/// Finds a chat the runtime state lost in the durable store and, if the caller may belong
+/// to it, recreates it empty and marked `rebuilding`. `None` when there is no such chat for
+/// this caller.
+pub(super) async fn recreate(chats: &Chats, caller: &Caller, chat_id: ChatId) -> Result<Option<ChatMeta>, Failure> {
+    let Some(m) = chats.store.chat_membership(chat_id).await? else { return Ok(None) };
+    if !may_belong(caller, &m) {
+        return Ok(None);
+    }
+    let owner = m.agent_ids.last().copied();
+    let mut participants = Vec::new();
+    for id in &m.agent_ids {
+        let role = if Some(*id) == owner { ParticipantRole::Owner } else { ParticipantRole::Joined };
+        participants.push(Participant { agent_id: *id, name: chats.agent_name(m.site_id, *id).await?, role });
+    }
+    let meta = ChatMeta {
+        chat_id,
+        site_id: m.site_id,
+        visitor_id: m.visitor_id,
+        visitor_name: "Visitor".into(),
+        status: if owner.is_some() { ChatStatus::Active } else { ChatStatus::Queued },
+        agent_id: owner,
+        participants,
+        created_at: super::now_ms(),
+        rebuilding: true,
+        ..ChatMeta::default()
+    };
+    // One node creates it (whole, atomically); the others read what it wrote.
+    if create_meta(chats.state.as_ref(), &meta).await? {
+        Ok(Some(meta))
+    } else {
+        Ok(chats.meta(chat_id).await?)
+    }
+}
+
+fn answer_rebuild(ctx: &mut Ctx, visitor: i64, agent: i64) -> Step {
+    ctx.response.code = 1;
+    ctx.response.visitor_data_offset = Some(visitor);
+    ctx.response.agent_data_offset = Some(agent);
+    Step::Answer
+}
+
+struct CheckOffsets(Arc<Chats>);
+
+#[async_trait]
+impl Handler for CheckOffsets {
+    async fn run(&self, ctx: &mut Ctx) -> Result<Step, Failure> {
+        let ChatRef { chat_id } = ctx.decode()?;
+        let meta = match self.0.meta(chat_id).await? {
+            Some(meta) => meta,
+            None => {
+                // Rule 1: unknown to the runtime state → full rebuild, if the chat is the
+                // caller's at all (durable membership).
+                return match recreate(&self.0, &ctx.caller, chat_id).await? {
+                    Some(_) => Ok(answer_rebuild(ctx, -1, -1)),
+                    None => Err(unknown()),
+                };
+            }
+        };
+        let who = relation(&ctx.caller, &meta).ok_or_else(unknown)?;
+        ctx.extensions.insert(ChatAccess { chat_id, who });
+        if meta.rebuilding {
+            // Still waiting for a client's copy: nothing is appended until it arrives.
+            return Ok(answer_rebuild(ctx, -1, -1));
+        }
+        let client = ctx.request.offsets.unwrap_or_default();
+        if client.visitor_data_offset > meta.visitor_data_offset || client.agent_data_offset > meta.agent_data_offset {
+            // Rule 2: the client holds more than this server: incremental rebuild.
+            return Ok(answer_rebuild(ctx, meta.visitor_data_offset, meta.agent_data_offset));
+        }
+        Ok(Step::Next)
+    }
+}
+
+/// Fills the answer with the chat's offsets and the messages the client lacks.
+pub(super) async fn sync(chats: &Chats, ctx: &mut Ctx, chat_id: ChatId) -> Result<(), Failure> {
+    let meta = chats.meta_or_404(chat_id).await?;
+    let client = ctx.request.offsets.unwrap_or_default();
+    let mut messages = Vec::new();
+    for m in all_messages(chats.state.as_ref(), chat_id).await? {
+        let lacks = if m.message_type == message_type::VISITOR {
+            m.data_offset > client.visitor_data_offset
+        } else {
+            m.data_offset > client.agent_data_offset
+        };
+        if lacks {
+            messages.push(chats.macs.signed_json(meta.site_id, &m).await?);
+        }
+    }
+    ctx.response.code = 0;
+    ctx.response.visitor_data_offset = Some(meta.visitor_data_offset);
+    ctx.response.agent_data_offset = Some(meta.agent_data_offset);
+    ctx.response.messages = Some(messages);
+    Ok(())
+}
+
+struct Sync(Arc<Chats>);
+
+#[async_trait]
+impl Handler for Sync {
+    async fn run(&self, ctx: &mut Ctx) -> Result<Step, Failure> {
+        let chat_id = super::access(ctx)?.chat_id;
+        sync(&self.0, ctx, chat_id).await?;
+        Ok(Step::Next)
+    }
+}

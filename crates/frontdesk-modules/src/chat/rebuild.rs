@@ -1,0 +1,239 @@
+//! `chat/rebuild` (SPEC §6): a client uploads its copy of a chat the server lost (or holds
+//! less of). Only the chat's visitor or an agent of its site may; only messages whose `sig`
+//! verifies and whose `chatId` is this chat are taken (the others are counted in
+//! `data.rejected`); the union by id (and `clientMessageId`) replaces the chat's messages;
+//! offsets become the maximum seen. One rebuild per chat at a time, across nodes (a lock in
+//! the state store; a concurrent call waits up to 5 × 500 ms, as in seed 001). The result
+//! depends only on the set of messages, so visitor and agent may upload in any order.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use frontdesk_core::id::{ChatId, Id};
+use frontdesk_core::keys;
+use frontdesk_core::pipeline::{Ctx, Failure, Handler, Offsets, Registry, Step};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::append::{all_messages, merge, Merged};
+use super::offsets::{recreate, relation};
+use super::{ChatAccess, Chats};
+use crate::model::{message_type, ChatMessage};
+use crate::RegisterError;
+
+const LOCK_LEASE: Duration = Duration::from_secs(10);
+const LOCK_WAIT: Duration = Duration::from_millis(500);
+const LOCK_RETRIES: usize = 5;
+/// A rebuild that keeps meeting new appends gives up after this many reads.
+const MERGE_ATTEMPTS: usize = 5;
+
+pub(super) fn register(registry: &mut Registry, chats: &Arc<Chats>) -> Result<(), RegisterError> {
+    registry.register("chat/rebuild", Arc::new(Rebuild(chats.clone())))?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RebuildBody {
+    chat_id: ChatId,
+    #[serde(default)]
+    visitor_data_offset: i64,
+    #[serde(default)]
+    agent_data_offset: i64,
+    #[serde(default)]
+    messages: Vec<Value>,
+}
+
+/// The union of `existing` and `uploaded`: by id, then one message per `clientMessageId`
+/// (the smallest id), ordered by `seq`. `seq` is re-derived in `sendTime` order only when
+/// the messages disagree (a missing or repeated `seq`), and a side's `dataOffset`s likewise.
+pub(crate) fn union(existing: Vec<ChatMessage>, uploaded: Vec<ChatMessage>) -> Vec<ChatMessage> {
+    let mut by_id: BTreeMap<Id, ChatMessage> = BTreeMap::new();
+    for m in existing.into_iter().chain(uploaded) {
+        by_id.entry(m.id).or_insert(m);
+    }
+    let mut seen_cmid = HashSet::new();
+    let mut msgs: Vec<ChatMessage> = by_id
+        .into_values()
+        .filter(|m| m.client_message_id.as_ref().is_none_or(|c| seen_cmid.insert(c.clone())))
+        .collect();
+    msgs.sort_by(|a, b| (a.seq, &a.send_time, a.id).cmp(&(b.seq, &b.send_time, b.id)));
+    let mut seqs = HashSet::new();
+    if msgs.iter().any(|m| m.seq <= 0 || !seqs.insert(m.seq)) {
+        msgs.sort_by(|a, b| (&a.send_time, a.seq, a.id).cmp(&(&b.send_time, b.seq, b.id)));
+        for (i, m) in msgs.iter_mut().enumerate() {
+            m.seq = i as i64 + 1;
+        }
+    }
+    for visitor_side in [true, false] {
+        let side = |m: &ChatMessage| (m.message_type == message_type::VISITOR) == visitor_side;
+        let mut offs = HashSet::new();
+        if msgs.iter().filter(|m| side(m)).any(|m| m.data_offset <= 0 || !offs.insert(m.data_offset)) {
+            let mut n = 0;
+            for m in msgs.iter_mut().filter(|m| side(m)) {
+                n += 1;
+                m.data_offset = n;
+            }
+        }
+    }
+    msgs
+}
+
+struct Rebuild(Arc<Chats>);
+
+impl Rebuild {
+    /// Verifies the uploaded messages: (accepted, rejected count).
+    async fn verify(&self, site: Id, chat: ChatId, raw: Vec<Value>) -> Result<(Vec<ChatMessage>, usize), Failure> {
+        let mut ok = Vec::new();
+        let mut rejected = 0;
+        for v in raw {
+            let Ok(m) = serde_json::from_value::<ChatMessage>(v) else {
+                rejected += 1;
+                continue;
+            };
+            // A rebuild never moves messages between chats.
+            if m.chat_id == chat && self.0.macs.verify(site, &m).await? {
+                ok.push(ChatMessage { sig: None, ..m });
+            } else {
+                rejected += 1;
+            }
+        }
+        Ok((ok, rejected))
+    }
+
+    async fn merge_locked(
+        &self,
+        chat: ChatId,
+        body: &RebuildBody,
+        uploaded: Vec<ChatMessage>,
+    ) -> Result<usize, Failure> {
+        for _ in 0..MERGE_ATTEMPTS {
+            let meta = self.0.meta_or_404(chat).await?;
+            let existing = all_messages(self.0.state.as_ref(), chat).await?;
+            let before: HashMap<Id, ()> = existing.iter().map(|m| (m.id, ())).collect();
+            let messages = union(existing, uploaded.clone());
+            let added = messages.iter().filter(|m| !before.contains_key(&m.id)).count();
+            let max_off = |visitor: bool| {
+                messages
+                    .iter()
+                    .filter(|m| (m.message_type == message_type::VISITOR) == visitor)
+                    .map(|m| m.data_offset)
+                    .max()
+                    .unwrap_or(0)
+            };
+            let merged = Merged {
+                seq: messages.iter().map(|m| m.seq).max().unwrap_or(0).max(meta.seq),
+                visitor_data_offset: meta.visitor_data_offset.max(body.visitor_data_offset).max(max_off(true)),
+                agent_data_offset: meta.agent_data_offset.max(body.agent_data_offset).max(max_off(false)),
+                messages,
+            };
+            if merge(self.0.state.as_ref(), chat, meta.seq, &merged).await? {
+                return Ok(added);
+            }
+        }
+        Err(Failure::conflict(format!("chat {chat} kept changing during the rebuild; try again")))
+    }
+}
+
+#[async_trait]
+impl Handler for Rebuild {
+    async fn run(&self, ctx: &mut Ctx) -> Result<Step, Failure> {
+        let mut body: RebuildBody = ctx.decode()?;
+        let chat = body.chat_id;
+        let not_found = || Failure::not_found("no such chat (or it is not yours): check data.chatId");
+        let meta = match self.0.meta(chat).await? {
+            Some(m) => m,
+            None => recreate(&self.0, &ctx.caller, chat).await?.ok_or_else(not_found)?,
+        };
+        let who = relation(&ctx.caller, &meta).ok_or_else(not_found)?;
+        if body.visitor_data_offset < 0 || body.agent_data_offset < 0 {
+            return Err(Failure::bad_request("data.visitorDataOffset and data.agentDataOffset must be 0 or more"));
+        }
+        let (uploaded, rejected) = self.verify(meta.site_id, chat, std::mem::take(&mut body.messages)).await?;
+        let lock = keys::chat(chat, "rebuild");
+        let owner = self.0.next_id()?.to_string();
+        let mut held = self.0.state.lock_acquire(&lock, &owner, LOCK_LEASE).await?;
+        for _ in 0..LOCK_RETRIES {
+            if held {
+                break;
+            }
+            tokio::time::sleep(LOCK_WAIT).await;
+            held = self.0.state.lock_acquire(&lock, &owner, LOCK_LEASE).await?;
+        }
+        if !held {
+            return Err(Failure::conflict(format!(
+                "another rebuild of chat {chat} is still running after {} ms; try again",
+                LOCK_WAIT.as_millis() * LOCK_RETRIES as u128
+            )));
+        }
+        let accepted = uploaded.len();
+        let result = self.merge_locked(chat, &body, uploaded).await;
+        if let Err(e) = self.0.state.lock_release(&lock, &owner).await {
+            tracing::warn!(error = %e, "cannot release a rebuild lock; it lapses on its own");
+        }
+        let added = result?;
+        ctx.extensions.insert(ChatAccess { chat_id: chat, who });
+        ctx.request.offsets =
+            Some(Offsets { visitor_data_offset: body.visitor_data_offset, agent_data_offset: body.agent_data_offset });
+        ctx.set_result("chatId", json!(chat));
+        ctx.set_result("accepted", json!(accepted));
+        ctx.set_result("added", json!(added));
+        ctx.set_result("rejected", json!(rejected));
+        Ok(Step::Next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::union;
+    use crate::model::{message_type, ChatMessage};
+    use frontdesk_core::id::Id;
+
+    fn msg(id: u64, seq: i64, kind: i64, offset: i64, time: &str, cmid: Option<&str>) -> ChatMessage {
+        ChatMessage {
+            id: Id(id),
+            chat_id: Id(9),
+            seq,
+            data_offset: offset,
+            message_type: kind,
+            sender_id: Id(1),
+            sender_name: String::new(),
+            content: format!("m{id}"),
+            send_time: time.to_string(),
+            client_message_id: cmid.map(str::to_string),
+            attachment: None,
+            sig: None,
+        }
+    }
+
+    fn shape(v: &[ChatMessage]) -> Vec<(u64, i64, i64)> {
+        v.iter().map(|m| (m.id.0, m.seq, m.data_offset)).collect()
+    }
+
+    #[test]
+    fn the_union_keeps_each_message_once_whatever_the_order() {
+        let (v, a) = (message_type::VISITOR, message_type::AGENT);
+        let visitor_copy =
+            vec![msg(1, 1, v, 1, "t1", Some("c1")), msg(2, 2, a, 1, "t2", None), msg(4, 4, v, 2, "t4", None)];
+        let agent_copy =
+            vec![msg(2, 2, a, 1, "t2", None), msg(3, 3, a, 2, "t3", None), msg(1, 1, v, 1, "t1", Some("c1"))];
+        let one = union(visitor_copy.clone(), agent_copy.clone());
+        let other = union(agent_copy, visitor_copy);
+        assert_eq!(shape(&one), vec![(1, 1, 1), (2, 2, 1), (3, 3, 2), (4, 4, 2)]);
+        assert_eq!(shape(&one), shape(&other));
+    }
+
+    #[test]
+    fn one_message_per_client_message_id_and_seq_rederived_when_they_disagree() {
+        let v = message_type::VISITOR;
+        // Two ids with one clientMessageId (a resend the server took twice): the smaller id stays.
+        let dup = union(vec![msg(5, 1, v, 1, "t1", Some("x"))], vec![msg(6, 2, v, 2, "t2", Some("x"))]);
+        assert_eq!(shape(&dup), vec![(5, 1, 1)]);
+        // Missing or repeated seq: renumbered in sendTime order, and the side's offsets too.
+        let re =
+            union(vec![msg(7, 0, v, 0, "t2", None)], vec![msg(8, 1, v, 1, "t1", None), msg(9, 1, v, 1, "t3", None)]);
+        assert_eq!(shape(&re), vec![(8, 1, 1), (7, 2, 2), (9, 3, 3)]);
+    }
+}
