@@ -52,7 +52,8 @@ fn state(c: &mut Criterion) {
 }
 
 fn wire(c: &mut Criterion) {
-    let mut response = Response { code: 0, visitor_data_offset: Some(12), agent_data_offset: Some(9), ..Response::default() };
+    let mut response =
+        Response { code: 0, visitor_data_offset: Some(12), agent_data_offset: Some(9), ..Response::default() };
     response.messages = Some(vec![json!({
         "id": "383553708379602944", "chatId": "383553708379600000", "seq": 21, "dataOffset": 12,
         "messageType": 1, "senderId": "383553708379601111", "senderName": "Ada",

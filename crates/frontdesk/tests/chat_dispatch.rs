@@ -251,3 +251,58 @@ async fn a_transfer_to_a_department_waits_for_an_agent_of_it(env: Env) {
     tokio::time::sleep(Duration::from_millis(50)).await;
     env.stop().await;
 }
+
+#[tokio::test]
+async fn round_robin_takes_turns_where_least_busy_picks_the_idlest_embedded() {
+    round_robin_takes_turns_where_least_busy_picks_the_idlest(Env::embedded().await).await
+}
+
+#[tokio::test]
+async fn round_robin_takes_turns_where_least_busy_picks_the_idlest_on_redis() {
+    round_robin_takes_turns_where_least_busy_picks_the_idlest(Env::cluster(1).await).await
+}
+
+/// Three agents of a department, the first already busy with two chats: round robin still
+/// gives it its turn; least busy passes it over while the others are idler.
+async fn round_robin_takes_turns_where_least_busy_picks_the_idlest(env: Env) {
+    let node = env.node();
+    let agents =
+        [env.agent("Ann", Role::Agent).await, env.agent("Bob", Role::Agent).await, env.agent("Cy", Role::Agent).await];
+    let ids: Vec<String> = agents.iter().map(|a| a.id.to_string()).collect();
+    let mut offered_to = Vec::new();
+    for strategy in ["round_robin", "least_busy"] {
+        let dept = ok(
+            node,
+            "departments.create",
+            &env.admin,
+            json!({"name": format!("Dept {strategy}"), "strategy": strategy, "members": ids}),
+            None,
+        )
+        .await;
+        let dept_id: Id =
+            dept["data"]["id"].as_str().or(dept["data"]["department"]["id"].as_str()).expect("id").parse().expect("id");
+        for a in &agents {
+            env.presence(a.id, 5, frontdesk_modules::model::AgentStatus::Online, &[dept_id]).await;
+        }
+        // Ann is already busy with two chats.
+        let ann_key = frontdesk_modules::model::agent_key(env.site, agents[0].id);
+        env.state.hset(&ann_key, &[("activeChats", "2")]).await.expect("busy");
+        let mut got = Vec::new();
+        let requests = if strategy == "round_robin" { 3 } else { 2 };
+        for _ in 0..requests {
+            let visitor = env.visitor().await;
+            let data = request(node, &visitor, json!({"departmentId": dept_id.to_string(), "message": "hi"})).await;
+            assert_eq!(data["status"], "offered", "{data}");
+            let chat = chat_id(&data);
+            let meta = env.state.hget(&format!("fd:{{c:{chat}}}:meta"), "offeredTo").await.expect("hget");
+            got.push(meta.expect("offered to someone"));
+        }
+        got.sort();
+        offered_to.push(got);
+    }
+    let mut all = ids.clone();
+    all.sort();
+    assert_eq!(offered_to[0], all, "round robin gives every agent a turn, busy or not");
+    assert!(!offered_to[1].contains(&ids[0]), "least busy passes over the busy agent: {:?}", offered_to[1]);
+    env.stop().await;
+}
