@@ -20,6 +20,8 @@
 pub mod backends;
 pub mod bus;
 pub mod error;
+pub mod generation;
+pub mod history;
 pub mod id;
 pub mod keys;
 pub mod lease;

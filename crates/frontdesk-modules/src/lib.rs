@@ -50,6 +50,8 @@ pub struct Deps {
     pub operator_token: Option<String>,
     /// Real-time pushes to users' sockets, on any node.
     pub push: Arc<dyn Push>,
+    /// The runtime state's generation; chats are stamped with it (SPEC §6).
+    pub generation: Arc<frontdesk_core::generation::Generation>,
     pub settings: Settings,
 }
 

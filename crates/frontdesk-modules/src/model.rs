@@ -97,6 +97,9 @@ pub struct ChatMeta {
     pub ended_at: i64,
     /// Set while the chat was recreated empty and waits for clients' copies (SPEC §6).
     pub rebuilding: bool,
+    /// The runtime state's generation the chat was made in; another generation means the
+    /// state was lost or restored from a snapshot, and the chat counts as unknown (SPEC §6).
+    pub generation: String,
     // Fields below: owners the chat and dispatch modules (issue 4, part 3).
     /// Unix milliseconds the chat (last) entered a queue; its score there, so a refused
     /// chat goes back to where it stood.

@@ -79,6 +79,7 @@ pub async fn run_observed(
         .await
         .map_err(|f| anyhow::anyhow!("server.start failed: {f}"))?;
     let reloader = reload::spawn(engine.clone());
+    let generation_watch = node.generation.watch(std::time::Duration::from_secs(1));
     let queues = vec![engine.async_queue().to_string()];
     let app = frontdesk_api::AppState::new(
         node.backends.clone(),
@@ -112,6 +113,7 @@ pub async fn run_observed(
     }
 
     reloader.abort();
+    generation_watch.abort();
     for task in hub_tasks {
         task.abort();
     }

@@ -7,12 +7,12 @@ use std::time::Duration;
 use anyhow::Context;
 use frontdesk_core::backends::Backends;
 use frontdesk_core::bus::{Bus, RetryPolicy};
+use frontdesk_core::generation::Generation;
 use frontdesk_core::id::{IdGenerator, MAX_NODE_ID};
-use frontdesk_core::keys;
 use frontdesk_core::lease::NodeLease;
 use frontdesk_core::pubsub::PubSub;
 use frontdesk_core::push::Push;
-use frontdesk_core::state::{SetMode, StateStore};
+use frontdesk_core::state::StateStore;
 use frontdesk_core::store::Store;
 use frontdesk_state::local_bus::LocalBus;
 use frontdesk_state::memory::{MemoryPubSub, MemoryState};
@@ -33,8 +33,8 @@ pub struct Node {
     pub ids: IdGenerator,
     /// Held in cluster mode; released at shutdown.
     pub lease: Option<NodeLease>,
-    /// The runtime state's generation id (SPEC §6).
-    pub generation: String,
+    /// The runtime state's generation (SPEC §6), watched while the node runs.
+    pub generation: Arc<Generation>,
 }
 
 /// Connects the durable store (creating the data directory) and applies migrations.
@@ -105,19 +105,12 @@ pub async fn node_identity(
     }
 }
 
-/// Reads the runtime state's generation id, setting one if the store is empty.
-pub async fn generation(state: &dyn StateStore) -> anyhow::Result<String> {
-    let candidate = format!("{:016x}", rand::random::<u64>());
-    state.set(&keys::generation(), &candidate, SetMode::IfAbsent, None).await?;
-    state.get(&keys::generation()).await?.context("the state store lost the generation id right after setting it")
-}
-
 /// Everything `serve` needs, in dependency order: database first (it holds the bootstrap
 /// site), then state, node id, bus.
 pub async fn start(config: &Config) -> anyhow::Result<Node> {
     let store = open_store(config).await?;
     let (state, pubsub) = open_state(config).await?;
-    let generation = generation(state.as_ref()).await?;
+    let generation = Generation::establish(state.clone()).await.context("cannot read the state generation")?;
     let (ids, lease) = node_identity(config, &state).await?;
     let bus = open_bus(config).await?;
     Ok(Node { backends: Backends { state, pubsub, bus, store }, ids, lease, generation })
@@ -140,6 +133,7 @@ pub async fn engine(config: &Config, node: &Node, hub: Arc<dyn Push>) -> anyhow:
         tokens,
         operator_token: config.operator_token.as_ref().map(|t| t.0.clone()),
         push: hub,
+        generation: node.generation.clone(),
         settings: frontdesk_modules::Settings::default(),
     };
     let mut registry = Registry::new();

@@ -310,3 +310,48 @@ async fn a_memory_node_restarted_on_its_data_dir_rebuilds_from_the_visitors_copy
     assert_eq!(contents, vec!["one", "two", "three", "four"]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn chats_of_an_older_generation_are_rebuilt_when_the_state_comes_back_from_a_snapshot_embedded() {
+    chats_of_an_older_generation_are_rebuilt_when_the_state_comes_back_from_a_snapshot(Env::embedded().await).await
+}
+
+#[tokio::test]
+async fn chats_of_an_older_generation_are_rebuilt_when_the_state_comes_back_from_a_snapshot_on_redis() {
+    chats_of_an_older_generation_are_rebuilt_when_the_state_comes_back_from_a_snapshot(Env::cluster(1).await).await
+}
+
+/// The chat's keys are still there, but the generation key says the store was restored from
+/// an old snapshot (an epoch lower than the node has seen): the node moves to a new
+/// generation and the chat, stamped with the old one, is treated as unknown (SPEC §6).
+async fn chats_of_an_older_generation_are_rebuilt_when_the_state_comes_back_from_a_snapshot(env: Env) {
+    let node = env.node();
+    let ann = env.agent("Ann", Role::Agent).await;
+    env.online(ann.id, 3).await;
+    let visitor = env.visitor().await;
+    let (chat, vc, ac) = conversation(&env, &visitor, &ann).await;
+    let before = ok(node, "chat.agent_heartbeat", &ann, json!({"chatId": chat}), Some((0, 0))).await;
+
+    let key = frontdesk_core::keys::generation();
+    let was = env.state.get(&key).await.expect("get").expect("a generation");
+    env.state.set(&key, "0:restored-from-snapshot", frontdesk_core::state::SetMode::Always, None).await.expect("set");
+    // The node notices within its watch period and moves to a newer generation.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = env.state.get(&key).await.expect("get").unwrap_or_default();
+        if now != "0:restored-from-snapshot" && now != was {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the node never moved to a new generation");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let told =
+        call(node, "chat.visitor_send_message", &visitor, json!({"chatId": chat, "content": "x"}), vc.offsets()).await;
+    assert_eq!((told.1["code"].as_i64(), told.1["visitorDataOffset"].as_i64()), (Some(1), Some(-1)), "{}", told.1);
+    ok(node, "chat.rebuild", &visitor, vc.upload(&chat, vec![]), None).await;
+    ok(node, "chat.rebuild", &ann, ac.upload(&chat, vec![]), None).await;
+    let after = ok(node, "chat.agent_heartbeat", &ann, json!({"chatId": chat}), Some((0, 0))).await;
+    assert_eq!(shape(&after), shape(&before), "the rebuilt chat is the chat as the clients saw it");
+    env.stop().await;
+}

@@ -116,6 +116,7 @@ impl Handler for Create {
             status: ChatStatus::Queued,
             created_at,
             queued_at: created_at,
+            generation: chats.generation.current(),
             ..ChatMeta::default()
         };
         object::save(chats.state.as_ref(), &chat_meta_key(chat_id), &meta).await?;

@@ -50,6 +50,7 @@ pub fn register(registry: &mut Registry, deps: &Deps) -> Result<(), RegisterErro
         ids: deps.ids.clone(),
         push: deps.push.clone(),
         macs: MacKeys::new(deps.backends.store.clone()),
+        generation: deps.generation.clone(),
     });
     offsets::register(registry, &chats)?;
     messages::register(registry, &chats)?;
@@ -65,6 +66,8 @@ const EDIT_LOCK_TRIES: usize = 150;
 
 /// What every chat handler works with.
 pub(crate) struct Chats {
+    /// The runtime state's generation: new chats are stamped with it.
+    pub generation: Arc<frontdesk_core::generation::Generation>,
     pub state: Arc<dyn StateStore>,
     pub store: Arc<dyn Store>,
     pub ids: IdGenerator,

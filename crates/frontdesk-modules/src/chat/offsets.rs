@@ -80,6 +80,7 @@ pub(super) async fn recreate(chats: &Chats, caller: &Caller, chat_id: ChatId) ->
         participants,
         created_at: super::now_ms(),
         rebuilding: true,
+        generation: chats.generation.current(),
         ..ChatMeta::default()
     };
     // One node creates it (whole, atomically); the others read what it wrote.
@@ -88,6 +89,69 @@ pub(super) async fn recreate(chats: &Chats, caller: &Caller, chat_id: ChatId) ->
     } else {
         Ok(chats.meta(chat_id).await?)
     }
+}
+
+impl Chats {
+    /// The chat's metadata if it belongs to the current generation of the runtime state. A
+    /// chat of another generation was made before the state was lost or restored from a
+    /// snapshot: its counters cannot be trusted, so it is forgotten and reads as unknown.
+    pub(super) async fn current_meta(&self, chat_id: ChatId) -> Result<Option<ChatMeta>, Failure> {
+        match self.meta(chat_id).await? {
+            Some(meta) if !meta.generation.is_empty() && meta.generation != self.generation.current() => {
+                forget_stale(self, &meta).await?;
+                Ok(None)
+            }
+            other => Ok(other),
+        }
+    }
+}
+
+/// Drops a stale chat's runtime keys, only while it still carries its old generation (so a
+/// node that already recreated it under the current one is never undone).
+async fn forget_stale(chats: &Chats, meta: &ChatMeta) -> Result<(), Failure> {
+    let chat = meta.chat_id;
+    let keys = [
+        crate::model::chat_meta_key(chat),
+        crate::model::chat_messages_key(chat),
+        frontdesk_core::keys::chat(chat, "cmids"),
+        frontdesk_core::keys::chat(chat, "cursors"),
+        frontdesk_core::keys::chat(chat, "typing"),
+    ];
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    chats.state.eval(&FORGET_STALE, &keys, &[&meta.generation]).await?;
+    Ok(())
+}
+
+/// KEYS: meta, then the chat's other keys; ARGV[1]: the stale generation.
+static FORGET_STALE: frontdesk_core::state::Script = frontdesk_core::state::Script {
+    name: "chat_forget_stale",
+    lua: r#"
+if redis.call('HGET', KEYS[1], 'generation') ~= ARGV[1] then return 0 end
+for i = 1, #KEYS do redis.call('DEL', KEYS[i]) end
+return 1
+"#,
+    local: forget_stale_local,
+};
+
+fn forget_stale_local(
+    tx: &mut dyn frontdesk_core::state::ScriptTx,
+    keys: &[String],
+    args: &[String],
+) -> frontdesk_core::error::BackendResult<frontdesk_core::state::ScriptValue> {
+    use frontdesk_core::state::ScriptValue;
+    let (Some(meta), Some(stale)) = (keys.first(), args.first()) else {
+        return Err(frontdesk_core::error::BackendError::other(
+            "chat",
+            "chat_forget_stale needs keys and a generation",
+        ));
+    };
+    if tx.hget(meta, "generation")?.as_deref() != Some(stale.as_str()) {
+        return Ok(ScriptValue::Int(0));
+    }
+    for key in keys {
+        tx.del(key)?;
+    }
+    Ok(ScriptValue::Int(1))
 }
 
 fn answer_rebuild(ctx: &mut Ctx, visitor: i64, agent: i64) -> Step {
@@ -103,7 +167,7 @@ struct CheckOffsets(Arc<Chats>);
 impl Handler for CheckOffsets {
     async fn run(&self, ctx: &mut Ctx) -> Result<Step, Failure> {
         let ChatRef { chat_id } = ctx.decode()?;
-        let meta = match self.0.meta(chat_id).await? {
+        let meta = match self.0.current_meta(chat_id).await? {
             Some(meta) => meta,
             None => {
                 // Rule 1: unknown to the runtime state → full rebuild, if the chat is the

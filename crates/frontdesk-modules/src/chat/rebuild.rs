@@ -143,7 +143,7 @@ impl Handler for Rebuild {
         let mut body: RebuildBody = ctx.decode()?;
         let chat = body.chat_id;
         let not_found = || Failure::not_found("no such chat (or it is not yours): check data.chatId");
-        let meta = match self.0.meta(chat).await? {
+        let meta = match self.0.current_meta(chat).await? {
             Some(m) => m,
             None => recreate(&self.0, &ctx.caller, chat).await?.ok_or_else(not_found)?,
         };
