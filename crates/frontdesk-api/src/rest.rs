@@ -1,7 +1,10 @@
 //! REST admin routes (SPEC §5.3), mapped onto events: each route names the event it runs,
 //! and its handler builds the `Request` exactly as `POST /api/v1/{event}` does (body,
-//! bearer, client info), with the path's `{id}` merged into `data` as `"id"`. The answer is
-//! the event's `ReturnResult` with its status (`201 Created` for a successful create).
+//! bearer, client info), with the path's `{id}` merged into `data` as `"id"` and, for `GET`,
+//! the query string's parameters merged into `data` as strings (the body's own fields and
+//! the path's id win). The answer is the event's `ReturnResult` with its status (`201
+//! Created` for a successful create); a successful `*.export` whose data carries
+//! `contentType` and `body` is sent as that document instead (e.g. a CSV download).
 //!
 //! The table is the whole mapping: a new resource is a new row, and its rules live in the
 //! event's pipeline, not here.
@@ -9,9 +12,9 @@
 use std::net::SocketAddr;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
-use axum::response::Response;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::Router;
 use frontdesk_core::pipeline::{Failure, Request, Transport};
@@ -42,6 +45,9 @@ pub fn table() -> Vec<Route> {
         r(Method::PATCH, "/api/v1/departments/{id}", "departments.update"),
         r(Method::DELETE, "/api/v1/departments/{id}", "departments.delete"),
         r(Method::POST, "/api/v1/sites", "sites.create"),
+        r(Method::GET, "/api/v1/chats", "chats.list"),
+        r(Method::GET, "/api/v1/chats/{id}", "chats.get"),
+        r(Method::GET, "/api/v1/chats/{id}/export", "chats.export"),
     ]
 }
 
@@ -54,22 +60,26 @@ pub fn routes() -> Router<AppState> {
             continue;
         };
         let event = route.event;
-        let handler = if route.path.ends_with("{id}") {
+        let handler = if route.path.contains("{id}") {
             on(
                 filter,
                 move |State(app): State<AppState>,
                       Path(id): Path<String>,
+                      Query(query): Query<Vec<(String, String)>>,
                       ConnectInfo(peer): ConnectInfo<SocketAddr>,
                       headers: HeaderMap,
-                      body: Body| async move { call(app, event, Some(id), peer, headers, body).await },
+                      body: Body| async move {
+                    call(app, event, Some(id), query, peer, headers, body).await
+                },
             )
         } else {
             on(
                 filter,
                 move |State(app): State<AppState>,
+                      Query(query): Query<Vec<(String, String)>>,
                       ConnectInfo(peer): ConnectInfo<SocketAddr>,
                       headers: HeaderMap,
-                      body: Body| async move { call(app, event, None, peer, headers, body).await },
+                      body: Body| async move { call(app, event, None, query, peer, headers, body).await },
             )
         };
         router = router.route(route.path, handler);
@@ -81,14 +91,21 @@ async fn call(
     app: AppState,
     event: &'static str,
     id: Option<String>,
+    query: Vec<(String, String)>,
     peer: SocketAddr,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let result = match request(event, id, peer, &headers, body).await {
+    let get = is_get(event);
+    let result = match request(event, id, if get { query } else { Vec::new() }, peer, &headers, body).await {
         Ok(request) => app.inner.engine.call(request).await,
         Err(failure) => Err(failure),
     };
+    if let Ok(response) = &result {
+        if let Some(document) = export_document(event, &response.data) {
+            return document;
+        }
+    }
     let (mut status, body) = wire::encode(&result);
     if status == StatusCode::OK && is_create(event) {
         status = StatusCode::CREATED;
@@ -100,9 +117,37 @@ fn is_create(event: &str) -> bool {
     event.ends_with(".create")
 }
 
+/// Whether the event's route is a `GET` (its query string is merged into `data`).
+fn is_get(event: &str) -> bool {
+    table().iter().any(|r| r.event == event && r.method == Method::GET)
+}
+
+/// A successful export's document (`contentType`, `body`, optional `filename`) as the
+/// response itself.
+fn export_document(event: &str, data: &serde_json::Map<String, Value>) -> Option<Response> {
+    if !event.ends_with(".export") {
+        return None;
+    }
+    let content_type = HeaderValue::from_str(data.get("contentType")?.as_str()?).ok()?;
+    let body = data.get("body")?.as_str()?.to_owned();
+    let mut response = (StatusCode::OK, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    let filename = data
+        .get("filename")
+        .and_then(Value::as_str)
+        .filter(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
+    if let Some(disposition) =
+        filename.and_then(|f| HeaderValue::from_str(&format!("attachment; filename=\"{f}\"")).ok())
+    {
+        response.headers_mut().insert(header::CONTENT_DISPOSITION, disposition);
+    }
+    Some(response)
+}
+
 async fn request(
     event: &str,
     id: Option<String>,
+    query: Vec<(String, String)>,
     peer: SocketAddr,
     headers: &HeaderMap,
     body: Body,
@@ -114,6 +159,11 @@ async fn request(
         )
     })?;
     let mut data = decode_data(&bytes)?;
+    if let Value::Object(map) = &mut data {
+        for (key, value) in query {
+            map.entry(key).or_insert(Value::String(value));
+        }
+    }
     if let (Some(id), Value::Object(map)) = (id, &mut data) {
         // The path names the resource; an `id` in the body cannot point elsewhere.
         map.insert("id".into(), Value::String(id));
@@ -141,5 +191,6 @@ mod tests {
             assert!(r.event.contains('.'), "{}", r.event);
         }
         assert!(is_create("agents.create") && !is_create("agents.update"));
+        assert!(is_get("chats.list") && !is_get("agents.create"));
     }
 }

@@ -9,6 +9,8 @@
 //! - [`pubsub`] — the cross-node push port and the [`pubsub::RouteTable`] (user → node).
 //! - [`bus`] — the message queue port ([`bus::Bus`]) and the worker loop that drains it.
 //! - [`store`] — the durable store port ([`store::Store`]) and its records.
+//! - [`history`] — the write-behind job (versioned, on the bus queue `storage.write`) and
+//!   the chat-history query shapes of the store port.
 //! - [`keys`] — every runtime-state key, Redis Cluster-ready (hash tags per site or chat).
 //! - [`lease`] — node-id leasing, so two live nodes never share a snowflake node id.
 //! - [`object`] — hash-backed objects that evolve without breaking older or newer nodes

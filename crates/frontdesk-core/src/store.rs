@@ -233,4 +233,19 @@ pub trait Store: Send + Sync + 'static {
     /// The chat's site, visitor and agents, or `None` when no such chat was ever created.
     async fn chat_membership(&self, chat_id: ChatId) -> BackendResult<Option<ChatMembership>>;
     // end chats
+
+    // history
+    /// Applies a batch of write-behind jobs in one transaction, idempotently: applying the
+    /// same batch again changes nothing, and an older chat or visitor snapshot never
+    /// overwrites a newer one. On error nothing of the batch is applied.
+    async fn apply_history(&self, batch: &[crate::history::HistoryWrite]) -> BackendResult<()>;
+    /// One page of a site's chat history.
+    async fn list_chats(&self, query: &crate::history::ChatQuery) -> BackendResult<crate::history::ChatPage>;
+    /// A chat of `site_id` with its messages in `seq` order; `None` for another site's chat.
+    async fn chat_transcript(
+        &self,
+        site_id: SiteId,
+        chat_id: ChatId,
+    ) -> BackendResult<Option<crate::history::Transcript>>;
+    // end history
 }

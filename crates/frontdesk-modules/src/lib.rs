@@ -10,6 +10,7 @@
 //! - [`visitor`] — visitors entering, browsing, custom variables; the live visitor list.
 //! - [`chat`] — chats, messages, offsets and rebuild (SPEC §6), typing, read cursors.
 //! - [`dispatch`] — queues and assignment of chats to agents.
+//! - [`storage`] — durable chat history written behind through the bus; the history API.
 //! - [`tokens`] — agent and visitor bearer tokens (shared by the modules that issue them).
 //!
 //! Each module declares its events in `src/<module>/pipelines.json`; `build.rs` merges them
@@ -25,8 +26,10 @@ pub mod auth;
 pub mod chat;
 pub mod directory;
 pub mod dispatch;
+pub mod invitation;
 pub mod model;
 pub mod offline;
+pub mod storage;
 pub mod tokens;
 pub mod visitor;
 
@@ -95,6 +98,8 @@ pub fn register_all(registry: &mut Registry, deps: &Deps) -> Result<(), Register
     visitor::register(registry, deps)?;
     chat::register(registry, deps)?;
     dispatch::register(registry, deps)?;
+    invitation::register(registry, deps)?;
     offline::register(registry, deps)?;
+    storage::register(registry, deps)?;
     Ok(())
 }

@@ -9,6 +9,8 @@
 //! - `error`: the one mapping from sqlx errors to `BackendError` (`Unavailable`,
 //!   `Conflict`, `Other`).
 //! - `convert`: ids, JSON and rows, shared by both dialects.
+//! - `history_rows`: rows of the history tables (chats, messages) shared by both dialects'
+//!   `history` modules (write-behind batches, search, transcripts).
 //! - `migrate`: runs the embedded migrations and reports the versions applied.
 //! - `migrations/sqlite/`, `migrations/postgres/`: `NNNN_name.sql`, append-only, embedded
 //!   at build time. Both folders declare the same versions (a test checks it); each new
@@ -23,6 +25,7 @@
 mod agents_rows;
 mod convert;
 mod error;
+mod history_rows;
 mod migrate;
 pub mod postgres;
 pub mod sqlite;

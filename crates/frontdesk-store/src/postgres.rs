@@ -26,6 +26,10 @@ mod agents;
 mod chats;
 // end chats
 
+// history
+mod history;
+// end history
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Advisory-lock key serialising `migrate` across nodes ("frontdes" in ASCII).
@@ -331,4 +335,25 @@ impl Store for PostgresStore {
         self.chats_membership(chat_id).await
     }
     // end chats
+
+    // history
+    async fn apply_history(&self, batch: &[frontdesk_core::history::HistoryWrite]) -> BackendResult<()> {
+        self.history_apply(batch).await
+    }
+
+    async fn list_chats(
+        &self,
+        query: &frontdesk_core::history::ChatQuery,
+    ) -> BackendResult<frontdesk_core::history::ChatPage> {
+        self.history_list(query).await
+    }
+
+    async fn chat_transcript(
+        &self,
+        site_id: SiteId,
+        chat_id: frontdesk_core::id::ChatId,
+    ) -> BackendResult<Option<frontdesk_core::history::Transcript>> {
+        self.history_transcript(site_id, chat_id).await
+    }
+    // end history
 }

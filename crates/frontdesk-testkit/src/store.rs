@@ -94,6 +94,14 @@ macro_rules! store_contract_tests {
             chat_membership_is_recorded_and_read_back,
             chat_members_are_idempotent_and_in_order,
             // end chats
+            // history
+            history_batches_replay_without_changes,
+            history_older_snapshots_never_win,
+            history_transcripts_follow_seq_and_stay_in_their_site,
+            history_search_finds_one_word_within_its_site,
+            history_filters_select_their_chats,
+            history_pages_have_no_gaps_or_duplicates,
+            // end history
         );
     };
     ($make:expr $(,)?) => {
@@ -430,4 +438,9 @@ pub mod cases {
         assert_eq!(store.chat_membership(other).await.expect("read").expect("exists").agent_ids, vec![]);
     }
     // end chats
+
+    // history
+    mod history;
+    pub use history::*;
+    // end history
 }

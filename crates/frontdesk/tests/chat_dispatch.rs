@@ -306,3 +306,31 @@ async fn round_robin_takes_turns_where_least_busy_picks_the_idlest(env: Env) {
     assert!(!offered_to[1].contains(&ids[0]), "least busy passes over the busy agent: {:?}", offered_to[1]);
     env.stop().await;
 }
+
+#[tokio::test]
+async fn a_higher_priority_agent_is_offered_chats_first_embedded() {
+    a_higher_priority_agent_is_offered_chats_first(Env::embedded().await).await
+}
+
+#[tokio::test]
+async fn a_higher_priority_agent_is_offered_chats_first_on_redis() {
+    a_higher_priority_agent_is_offered_chats_first(Env::cluster(1).await).await
+}
+
+async fn a_higher_priority_agent_is_offered_chats_first(env: Env) {
+    let node = env.node();
+    let (ann, bob) = (env.agent("Ann", Role::Agent).await, env.agent("Bob", Role::Agent).await);
+    env.online(ann.id, 3).await;
+    env.online(bob.id, 3).await;
+    // Bob is the senior agent; Ann is even idler than him, which must not matter.
+    let bob_key = frontdesk_modules::model::agent_key(env.site, bob.id);
+    env.state.hset(&bob_key, &[("priority", "5"), ("activeChats", "1")]).await.expect("priority");
+    for _ in 0..2 {
+        let visitor = env.visitor().await;
+        let data = request(node, &visitor, json!({"message": "hello"})).await;
+        let chat = chat_id(&data);
+        let offered = env.state.hget(&format!("fd:{{c:{chat}}}:meta"), "offeredTo").await.expect("hget");
+        assert_eq!(offered, Some(bob.id.to_string()), "priority comes before load");
+    }
+    env.stop().await;
+}

@@ -54,6 +54,12 @@ impl Env {
     /// `n` nodes on the Redis server at `redis` (e.g. a test's own, to flush it).
     pub async fn cluster_on(redis: &str, n: usize) -> Env {
         let db = create_postgres_database(&postgres_url()).await;
+        Self::cluster_on_database(redis, db, n).await
+    }
+
+    /// `n` nodes on the Redis server at `redis` and the PostgreSQL database at `db` (e.g.
+    /// reached through a proxy the test can cut).
+    pub async fn cluster_on_database(redis: &str, db: String, n: usize) -> Env {
         let prefix = unique_name("fd");
         let mut nodes = Vec::new();
         for _ in 0..n {
