@@ -5,10 +5,13 @@
 # - Starts a throw-away redis-server and PostgreSQL on free loopback ports, exports
 #   FRONTDESK_TEST_REDIS and FRONTDESK_TEST_POSTGRES for the tests, and stops both (and
 #   deletes their data) on exit, whatever happens.
-# - Checks formatting and lints, then runs every test with cargo-nextest (or cargo test).
+# - Checks formatting and lints, then runs every test with cargo-nextest (or cargo test),
+#   then the browser tests of the widget and the console in Debian's Chromium
+#   (scripts/browser-tests.sh installs Chromium and the npm test packages when missing).
 #
-# FRONTDESK_SKIP_LINT=1 skips fmt/clippy (quicker local runs); extra arguments go to the
-# test runner (e.g. `scripts/test.sh -E 'test(contract)'` with nextest).
+# FRONTDESK_SKIP_LINT=1 skips fmt/clippy and FRONTDESK_SKIP_BROWSER=1 the browser tests
+# (quicker local runs); extra arguments go to the test runner (e.g.
+# `scripts/test.sh -E 'test(contract)'` with nextest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -84,10 +87,19 @@ if [ "${FRONTDESK_SKIP_LINT:-0}" != 1 ]; then
   cargo clippy --workspace --all-targets --quiet -- -D warnings
 fi
 
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
   log "cargo nextest run"
-  cargo nextest run --workspace --no-fail-fast "$@"
+  cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 else
   log "cargo test (cargo-nextest not installed)"
-  cargo test --workspace --no-fail-fast "$@"
+  cargo test --workspace --no-fail-fast "$@" || status=$?
 fi
+
+if [ "${FRONTDESK_SKIP_BROWSER:-0}" != 1 ]; then
+  log "browser tests (widget and console in Chromium)"
+  # The server binary the Rust tests just built is the one the browser tests drive.
+  cargo build --quiet -p frontdesk --bin frontdesk
+  scripts/browser-tests.sh || status=$?
+fi
+exit "$status"

@@ -13,10 +13,12 @@
 //! Architecture Invariant: no business rule lives here; this crate only maps HTTP to the
 //! layers below and back.
 
+pub mod assets;
 pub mod event;
 pub mod metrics;
 pub mod ops;
 pub mod push;
+pub mod rest;
 pub mod status;
 pub mod wire;
 pub mod ws;
@@ -76,10 +78,24 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ops::routes())
+        .merge(assets::routes())
         .route("/api/v1/events", axum::routing::get(event::pipelines))
         .route("/api/v1/ws", axum::routing::get(ws::upgrade))
         .route("/api/v1/{event}", axum::routing::post(event::call))
+        .merge(rest::routes())
         .layer(axum::middleware::from_fn(metrics::track_requests))
+        // The widget calls the event API from shops' pages, on any origin.
+        .layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(tower_http::cors::Any)
+                .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+                .allow_headers([
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::header::AUTHORIZATION,
+                    axum::http::HeaderName::from_static("x-visitor-data-offset"),
+                    axum::http::HeaderName::from_static("x-agent-data-offset"),
+                ]),
+        )
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
