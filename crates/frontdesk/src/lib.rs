@@ -80,7 +80,8 @@ pub async fn run_observed(
         .map_err(|f| anyhow::anyhow!("server.start failed: {f}"))?;
     let reloader = reload::spawn(engine.clone());
     let generation_watch = node.generation.watch(std::time::Duration::from_secs(1));
-    let queues = vec![engine.async_queue().to_string()];
+    // Queues whose backlog /readyz reports (a database outage shows as a growing history queue).
+    let queues = vec![engine.async_queue().to_string(), frontdesk_core::history::HISTORY_QUEUE.to_string()];
     let app = frontdesk_api::AppState::new(
         node.backends.clone(),
         engine.clone(),

@@ -28,6 +28,9 @@ async fn embedded_defaults_answer_health_ready_and_metrics() {
     for b in ["state", "pubsub", "bus", "database"] {
         assert_eq!(ready["backends"][b]["ok"], true, "{b}: {ready}");
     }
+    // The backlog of each queue: async stages and the history written behind.
+    assert_eq!(ready["backends"]["bus"]["backlog"]["pipeline.async"], 0, "{ready}");
+    assert!(ready["backends"]["bus"]["backlog"]["storage.write"].is_u64(), "{ready}");
 
     let (status, metrics) = server.get("/metrics").await;
     assert_eq!(status, 200);
