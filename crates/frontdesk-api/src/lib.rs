@@ -16,6 +16,7 @@
 pub mod assets;
 pub mod event;
 pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod push;
 pub mod rest;
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::routes())
         .merge(assets::routes())
         .route("/api/v1/events", axum::routing::get(event::pipelines))
+        .route("/api/v1/openapi.json", axum::routing::get(openapi::document))
         .route("/api/v1/ws", axum::routing::get(ws::upgrade))
         .route("/api/v1/{event}", axum::routing::post(event::call))
         .merge(rest::routes())

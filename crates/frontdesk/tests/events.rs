@@ -290,3 +290,19 @@ async fn events_and_stages_are_counted_in_metrics() {
     line("frontdesk_event_duration_seconds_bucket", &["event=\"auth.whoami\""]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_event_the_node_serves() {
+    let server = TestServer::start(RawSettings::default()).await;
+    let doc = server.get_json("/api/v1/openapi.json").await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let pipelines: Value = serde_json::from_str(frontdesk_modules::BUILTIN_PIPELINES).expect("builtin");
+    for event in pipelines.as_object().expect("object").keys() {
+        if ["base", "server.start", "server.end", "socket.connect", "socket.disconnect"].contains(&event.as_str()) {
+            continue;
+        }
+        assert!(doc["paths"][format!("/api/v1/{event}")]["post"].is_object(), "{event} missing");
+    }
+    assert!(doc["paths"]["/api/v1/agents/{id}"]["patch"].is_object());
+    server.stop().await;
+}
