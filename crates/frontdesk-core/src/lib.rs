@@ -34,4 +34,5 @@ pub mod pubsub;
 pub mod push;
 pub mod state;
 pub mod store;
+pub mod time;
 pub mod worker;

@@ -71,9 +71,4 @@ pub(crate) fn agent_caller(caller: &Caller, event: &str) -> Result<(SiteId, Agen
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub(crate) use frontdesk_core::time::now_ms;

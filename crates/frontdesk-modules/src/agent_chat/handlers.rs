@@ -37,9 +37,7 @@ async fn pair(store: &dyn Store, ctx: &Ctx, other: AgentId, field: &str) -> Resu
     Ok((site_id, agent_id))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+use frontdesk_core::time::now_ms;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

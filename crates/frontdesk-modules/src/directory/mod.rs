@@ -89,12 +89,7 @@ pub(crate) fn department_view(d: &Department) -> Value {
     })
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub(crate) use frontdesk_core::time::now_ms;
 
 impl Directory {
     /// The presence status of an agent (`offline` without presence).

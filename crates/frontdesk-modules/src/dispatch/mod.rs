@@ -75,9 +75,4 @@ pub(crate) fn sites_key() -> String {
     "fd:dispatch:sites".to_string()
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub(crate) use frontdesk_core::time::now_ms;

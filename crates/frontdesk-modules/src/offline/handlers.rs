@@ -16,9 +16,7 @@ use super::validate::{check, is_online, Submission};
 use super::{messages_key, KEEP_MESSAGES};
 use crate::model::{agent_key, agents_key, AgentPresence};
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+use frontdesk_core::time::now_ms;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

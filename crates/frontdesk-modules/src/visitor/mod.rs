@@ -22,7 +22,7 @@ mod segments;
 mod variables;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use frontdesk_core::id::{SiteId, VisitorId};
 use frontdesk_core::pipeline::{Caller, Ctx, Failure, Registry};
@@ -184,9 +184,7 @@ pub(crate) async fn push_updated(push: &dyn Push, record: &VisitorRecord) -> Res
     Ok(())
 }
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+pub(crate) use frontdesk_core::time::now_ms;
 
 /// Checks an optional text field's length in characters, naming it when too long.
 pub(crate) fn check_len(field: &str, value: Option<&str>, max: usize) -> Result<(), Failure> {
