@@ -810,8 +810,62 @@
       h('button', { type: 'button', class: 'btn ghost small', text: 'Monitor', onclick: () => openChat(v.chatId, { visitorName: visitorName(v), visitorId: v.id, role: 'monitoring' }, 'chat.agent_monitor').then(() => go('chats')) })
     );
   }
+  /** The visitor whose row shows the invitation form, and its draft message. */
+  let inviting = null;
+  const IN_CHAT = ['prechat', 'queued', 'chatting'];
+  function inviteCell(v) {
+    const id = String(v.id);
+    const busy = IN_CHAT.includes(v.state) || (v.chatId && v.state !== 'browsing' && v.state !== 'invited');
+    if (inviting && inviting.id === id && !busy) {
+      const input = h('input', { class: 'invite-msg', type: 'text', maxlength: 500, placeholder: 'Message (optional)', 'aria-label': 'Invitation message for ' + visitorName(v), value: inviting.text, oninput: (e) => (inviting.text = e.target.value) });
+      return h(
+        'form',
+        { class: 'invite-form', 'aria-label': 'Invite ' + visitorName(v), onsubmit: (e) => {
+          e.preventDefault();
+          invite(v, input.value.trim());
+        }, onkeydown: (e) => {
+          if (e.key === 'Escape') {
+            inviting = null;
+            renderVisitors();
+          }
+        } },
+        input,
+        h('button', { type: 'submit', class: 'btn primary small', text: 'Send invitation' }),
+        h('button', { type: 'button', class: 'btn ghost small', text: 'Cancel', onclick: () => {
+          inviting = null;
+          renderVisitors();
+        } })
+      );
+    }
+    return h('button', {
+      type: 'button',
+      class: 'btn ghost small invite',
+      text: v.state === 'invited' ? 'Invite again' : 'Invite to chat',
+      disabled: busy,
+      title: busy ? 'Already in a chat' : undefined,
+      onclick: () => {
+        inviting = { id, text: '' };
+        renderVisitors();
+        const input = document.querySelector('.invite-msg');
+        if (input) input.focus();
+      },
+    });
+  }
+  async function invite(v, message) {
+    try {
+      await call('invitation.send', { visitorId: v.id, message: message || undefined });
+      inviting = null;
+      v.state = 'invited';
+      toast('Invitation sent to ' + visitorName(v) + '.');
+    } catch (e) {
+      toast('Invitation: ' + e.message);
+    }
+    renderVisitors();
+  }
   function renderVisitors() {
     const rows = $('#visitor-rows');
+    // Re-rendered on every push: the invitation form keeps its focus.
+    const typing = document.activeElement && document.activeElement.classList.contains('invite-msg');
     rows.replaceChildren();
     const list = Array.from(visitors.values()).filter((v) => v.state !== 'left').sort((a, b) => (b.lastSeen || 0) - (a.lastSeen || 0));
     for (const v of list) {
@@ -825,9 +879,13 @@
           h('td', { text: String(v.pageViews || 0) }),
           h('td', {}, (v.segments || []).map((s) => h('span', { class: 'tag', text: s }))),
           h('td', {}, h('span', { class: 'state state-' + (v.state || 'browsing'), text: v.state || 'browsing' })),
-          h('td', {}, joinButtons(v))
+          h('td', {}, h('span', { class: 'row-actions' }, inviteCell(v), joinButtons(v)))
         )
       );
+    }
+    if (typing) {
+      const input = rows.querySelector('.invite-msg');
+      if (input) input.focus();
     }
     $('#visitors-empty').hidden = list.length > 0;
     $('#visitor-count').textContent = list.length ? list.length + ' online' : '';
@@ -982,6 +1040,19 @@
 
   // ------------------------------------------------------------ shell -------------------
 
+  const historyView = window.FrontdeskHistory
+    ? window.FrontdeskHistory({
+        h,
+        rest,
+        toast,
+        token: () => (auth && auth.accessToken) || '',
+        agentName: (id) => {
+          const a = agents.get(String(id));
+          return (a && (a.name || a.email)) || '';
+        },
+      })
+    : null;
+
   function go(name) {
     view = name;
     for (const t of $$('.tab')) t.setAttribute('aria-current', String(t.dataset.view === name));
@@ -989,6 +1060,7 @@
     if (name === 'visitors' || name === 'supervisor') loadVisitors();
     if (name === 'supervisor' || name === 'admin') loadAgents();
     if (name === 'canned') renderCanned();
+    if (name === 'history' && historyView) historyView.show();
   }
   function showLogin(message) {
     $('#app').hidden = true;

@@ -251,6 +251,7 @@
   // ---------------------------------------------------------------- pushes --------------
 
   function onPush(name, d) {
+    if (name === 'invitation.pop') return showInvite(d);
     const c = st.chat;
     const mine = c && String(d.chatId) === String(c.chatId);
     if (name === 'chat.message' && mine) {
@@ -350,6 +351,7 @@
       try {
         const res = await call('chat.request', { message: content, name: u.name || undefined, email: u.email || undefined });
         c = st.chat = newChat(res.data.chatId);
+        ui.greeting = null;
         c.position = res.data.queuePosition || 0;
         c.status = res.data.status === 'active' ? 'active' : 'queued';
         absorb(c, res);
@@ -386,6 +388,43 @@
     }
   }
 
+  // ---------------------------------------------------------------- invitations ---------
+
+  /** An agent's invitation (an `invitation.pop` push, or pending on load): a card above the launcher. */
+  let inviteTimer = 0;
+  function showInvite(inv) {
+    const c = st.chat;
+    if (!inv || !inv.invitationId || (c && c.status !== 'ended')) return;
+    ui.invite = { id: inv.invitationId, agentName: inv.agentName || 'Our team', message: inv.message || '' };
+    clearTimeout(inviteTimer);
+    if (inv.expiresAt) inviteTimer = setTimeout(() => hideInvite(), Math.max(0, inv.expiresAt - Date.now()));
+    renderInvite();
+    live.textContent = ui.invite.agentName + ' invites you to chat' + (ui.invite.message ? ': ' + ui.invite.message : '');
+  }
+  function hideInvite() {
+    ui.invite = null;
+    clearTimeout(inviteTimer);
+    renderInvite();
+  }
+  async function answerInvite(yes) {
+    const inv = ui.invite;
+    if (!inv) return;
+    const hadFocus = card.contains(root.activeElement);
+    hideInvite();
+    try {
+      await call(yes ? 'invitation.accept' : 'invitation.refuse', { invitationId: inv.id });
+    } catch (e) {
+      if (yes) notice('This invitation has expired — you can still start a chat.');
+    }
+    if (yes) {
+      ui.greeting = inv;
+      open();
+    } else if (hadFocus) launcher.focus();
+  }
+  function checkInvite() {
+    call('invitation.check', {}).then((r) => r.data && r.data.status === 'pop' && showInvite(r.data.invitation), () => {});
+  }
+
   // ---------------------------------------------------------------- events --------------
 
   const handlers = {};
@@ -401,7 +440,7 @@
 
   // ---------------------------------------------------------------- UI ------------------
 
-  const ui = { open: false, view: 'chat', typing: false, busy: false, notice: '', online: true, sent: false };
+  const ui = { open: false, view: 'chat', typing: false, busy: false, notice: '', online: true, sent: false, invite: null, greeting: null };
   const host = document.createElement('div');
   host.setAttribute('data-frontdesk', '');
   // Open, so tests and assistive tools can reach it; the page's CSS cannot either way.
@@ -447,7 +486,26 @@
   const launcher = h('button', { class: 'launcher', type: 'button', 'aria-haspopup': 'dialog', onclick: () => (ui.open ? close() : open()) }, svg(ICON_CHAT), svg(ICON_CLOSE), badge);
   const panel = h('div', { class: 'panel', role: 'dialog', 'aria-label': title, hidden: true });
   const live = h('div', { class: 'sr', 'aria-live': 'polite', role: 'status' });
-  root.append(launcher, panel, live);
+  const card = h('div', { class: 'invite', role: 'region', 'aria-label': 'Invitation to chat', hidden: true, onkeydown: (e) => e.key === 'Escape' && answerInvite(false) });
+  root.append(card, launcher, panel, live);
+  /** Shows the card unless the chat is open; the first time it is seen, says so (`invitation.show`). */
+  function syncInvite() {
+    const inv = ui.invite;
+    card.hidden = !inv || ui.open;
+    if (card.hidden || inv.shown) return;
+    inv.shown = true;
+    call('invitation.show', { invitationId: inv.id }).catch(() => {});
+  }
+  function renderInvite() {
+    const inv = ui.invite;
+    syncInvite();
+    if (!inv) return card.replaceChildren();
+    card.replaceChildren(
+      h('div', { class: 'inv-head' }, h('span', { class: 'avatar', 'aria-hidden': 'true', text: inv.agentName.trim().charAt(0).toUpperCase() || '?' }), h('p', { class: 'inv-name', text: inv.agentName })),
+      h('p', { class: 'inv-msg', text: inv.message || 'Hi! Can I help you with anything?' }),
+      h('div', { class: 'inv-actions' }, h('button', { class: 'primary', type: 'button', text: 'Chat now', onclick: () => answerInvite(true) }), h('button', { class: 'ghost', type: 'button', text: 'Not now', onclick: () => answerInvite(false) }))
+    );
+  }
   panel.addEventListener('keydown', (e) => {
     if (e.key === 'Escape') close();
   });
@@ -510,6 +568,7 @@
     launcher.setAttribute('aria-expanded', String(ui.open));
     launcher.classList.toggle('is-open', ui.open);
     panel.hidden = !ui.open;
+    syncInvite();
     if (!ui.open) return;
     panel.classList.toggle('tall', ui.view === 'chat');
     const active = root.activeElement;
@@ -682,7 +741,9 @@
     const c = st.chat;
     // Redrawn on every change, so not live itself: new messages are announced once by `live`.
     const log = h('div', { class: 'log', role: 'log', 'aria-live': 'off', 'aria-label': 'Messages', tabindex: '0' });
-    if (!c || !c.messages.length) log.append(h('p', { class: 'hello', text: 'Hi there! 👋 Ask us anything — we are happy to help.' }));
+    const g = (!c || c.status === 'ended') && ui.greeting;
+    if (g) log.append(h('span', { class: 'who', text: g.agentName }));
+    if (!c || !c.messages.length) log.append(h('p', { class: 'hello', text: (g && g.message) || 'Hi there! 👋 Ask us anything — we are happy to help.' }));
     if (c) {
       let lastSender = '';
       const seenAt = c.messages.filter((m) => m.messageType === 1 && m.seq <= (c.seenSeq || 0)).pop();
@@ -808,9 +869,19 @@ button:focus-visible,textarea:focus-visible,input:focus-visible,.log:focus-visib
 .stars{display:flex;gap:6px}
 .star{font-size:30px;line-height:1;border:0;background:none;color:#d5d9de;padding:2px}
 .star.on{color:#f5a623}
+.invite{position:fixed;right:20px;bottom:92px;z-index:2147483646;width:300px;padding:16px;background:#fff;color:#1c2024;border-radius:14px;box-shadow:0 10px 40px rgba(0,0,0,.2);font-size:15px;line-height:1.45;animation:fd-in .2s ease-out}
+.inv-head{display:flex;align-items:center;gap:10px}
+.avatar{width:36px;height:36px;flex:none;border-radius:50%;background:${color};color:#fff;display:grid;place-items:center;font-weight:650}
+.inv-name{margin:0;font-weight:650}
+.inv-msg{margin:10px 0 14px;white-space:pre-wrap;overflow-wrap:anywhere;color:#3a3f45}
+.inv-actions{display:flex;gap:8px}
+.inv-actions button{flex:1;padding:10px}
+.ghost{border:1px solid #d5d9de;border-radius:10px;background:#fff;color:#3a3f45;font-weight:600}
+.ghost:hover{background:#f3f4f6}
+@keyframes fd-in{from{opacity:0;transform:translateY(8px)}}
 .notice{margin:0;padding:10px 16px;background:#fff1f0;color:#b42318;font-size:13px;border-top:1px solid #fcd7d4}
 @media (max-width:480px){.panel,.panel.tall{inset:0;width:auto;height:auto;max-height:none;border-radius:0}.launcher.is-open{display:none}}
-@media (prefers-reduced-motion:reduce){.typing i{animation:none}.launcher{transition:none}}
+@media (prefers-reduced-motion:reduce){.typing i,.invite{animation:none}.launcher{transition:none}}
 `;
   }
 
@@ -847,6 +918,7 @@ button:focus-visible,textarea:focus-visible,input:focus-visible,.log:focus-visib
     }
     markEntered();
     connect();
+    checkInvite();
     trackNavigation();
     addEventListener('storage', (e) => {
       if (e.key === KEY) {

@@ -271,23 +271,31 @@ where
 async fn events_and_stages_are_counted_in_metrics() {
     let server = TestServer::start(RawSettings::default()).await;
     let token = server.token_for(&server.sqlite_url(), ADMIN).await;
+    // The recorder is per process: other tests in this binary may count too, so compare
+    // before and after.
+    let value = |metrics: &str, prefix: &str, needles: &[&str]| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix) && needles.iter().all(|n| l.contains(n)))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let read = || async { server.get("/metrics").await.1 };
+    let before = read().await;
     for _ in 0..3 {
         assert_eq!(server.call("auth.whoami", Some(&token), "{}").await.0, 200);
     }
     assert_eq!(server.call("auth.whoami", None, "{}").await.0, 401);
-    let (_, metrics) = server.get("/metrics").await;
-    let line = |prefix: &str, needles: &[&str]| -> String {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(prefix) && needles.iter().all(|n| l.contains(n)))
-            .unwrap_or_else(|| panic!("no {prefix} {needles:?} in:\n{metrics}"))
-            .to_string()
-    };
-    assert!(line("frontdesk_events_total", &["event=\"auth.whoami\""]).ends_with(" 4"));
-    assert!(line("frontdesk_event_failures_total", &["event=\"auth.whoami\"", "kind=\"unauthorized\""]).ends_with(" 1"));
-    assert!(line("frontdesk_stage_runs_total", &["event=\"auth.whoami\"", "stage=\"auth/whoami\""]).ends_with(" 3"));
-    line("frontdesk_stage_duration_seconds_bucket", &["stage=\"auth/resolve_caller\""]);
-    line("frontdesk_event_duration_seconds_bucket", &["event=\"auth.whoami\""]);
+    let after = read().await;
+    let delta = |prefix: &str, needles: &[&str]| value(&after, prefix, needles) - value(&before, prefix, needles);
+    assert_eq!(delta("frontdesk_events_total", &["event=\"auth.whoami\""]), 4.0, "{after}");
+    assert_eq!(delta("frontdesk_event_failures_total", &["event=\"auth.whoami\"", "kind=\"unauthorized\""]), 1.0);
+    assert_eq!(delta("frontdesk_stage_runs_total", &["event=\"auth.whoami\"", "stage=\"auth/whoami\""]), 3.0);
+    assert!(
+        after.contains("frontdesk_stage_duration_seconds_bucket") && after.contains("stage=\"auth/resolve_caller\"")
+    );
+    assert!(after.contains("frontdesk_event_duration_seconds_bucket"));
     server.stop().await;
 }
 
