@@ -48,6 +48,9 @@ pub enum Command {
     Agent(AgentCommand),
     /// Print the built-in pipeline file (every event and its stages).
     Pipelines,
+    /// Drive a running Frontdesk with load and report latency, throughput, loss and cost.
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,12 +5,14 @@
 //! - [`config`] — the typed, layered, validated configuration.
 //! - [`wiring`] — config → live backends and the node's identity.
 //! - [`bootstrap`] — the first site and admin.
+//! - [`bench`] — `frontdesk bench`, the load generator.
 //! - [`cli`] — the command line (`serve`, `migrate`, `site add`, `agent add`, `pipelines`).
 //! - [`reload`] — pipeline-file reload on SIGHUP and on change.
 //! - [`telemetry`] — logs.
 //!
 //! Architecture Invariant: this is the only crate that names every backend.
 
+pub mod bench;
 pub mod bootstrap;
 pub mod cli;
 pub mod config;

@@ -45,6 +45,18 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
             frontdesk::run(config, listener, shutdown_signal()).await
         }
+        Command::Bench(bench) => {
+            let report = frontdesk::bench::run(bench).await?;
+            // A run that lost or doubled a message fails, so scripts notice.
+            let broken = ["lost", "duplicated", "offered_twice", "agents_over_capacity"]
+                .iter()
+                .filter_map(|k| report.get(k).filter(|v| *v > 0.0).map(|v| format!("{k} = {v}")))
+                .collect::<Vec<_>>();
+            if !broken.is_empty() {
+                anyhow::bail!("the run broke a guarantee: {}", broken.join(", "));
+            }
+            Ok(())
+        }
         Command::Pipelines => {
             println!("{}", frontdesk_modules::BUILTIN_PIPELINES.trim_end());
             Ok(())

@@ -1,0 +1,72 @@
+//! `frontdesk bench` against a real server, small and short: the scenarios run, and the
+//! run's own guarantees hold (nothing lost, nothing doubled, no chat offered twice). The
+//! counters' ability to catch a server that drops or repeats a message is unit-tested in
+//! `bench/ledger.rs`; the figures themselves belong in docs/BENCHMARKS.md, not here.
+
+mod support;
+
+use frontdesk::bench::chat::ChatArgs;
+use frontdesk::bench::storm::StormArgs;
+use frontdesk::bench::visits::VisitsArgs;
+use frontdesk::bench::Common;
+use frontdesk::config::RawSettings;
+use support::TestServer;
+
+fn common(server: &TestServer) -> Common {
+    Common {
+        url: format!("http://{}", server.addr),
+        admin_email: "admin@test.example".into(),
+        admin_password: "test-password".into(),
+        duration: 2,
+        server_pid: Some(std::process::id()),
+        sources: 1,
+        json: true,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_chat_delivers_every_message_once() {
+    let server = TestServer::start(RawSettings::default()).await;
+    let args = ChatArgs { common: common(&server), chats: 6, per_agent: 3, rate: 0, body_bytes: 100 };
+    let report = frontdesk::bench::chat::run(args).await.expect("bench chat");
+    let get = |k: &str| report.get(k).unwrap_or(-1.0);
+    assert!(get("delivered") > 10.0, "{}", report.table());
+    assert_eq!(
+        (get("lost"), get("duplicated"), get("unknown"), get("errors")),
+        (0.0, 0.0, 0.0, 0.0),
+        "{}",
+        report.table()
+    );
+    assert!(get("p99_ms") > 0.0 && get("server_cpu_s") >= 0.0, "{}", report.table());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_chat_at_a_fixed_rate_delivers_every_message_once() {
+    let server = TestServer::start(RawSettings::default()).await;
+    let args = ChatArgs { common: common(&server), chats: 4, per_agent: 2, rate: 40, body_bytes: 64 };
+    let report = frontdesk::bench::chat::run(args).await.expect("bench chat");
+    let get = |k: &str| report.get(k).unwrap_or(-1.0);
+    // 40 visitor messages/s for 2 s, each answered: about 160 deliveries.
+    assert!(get("delivered") > 60.0, "{}", report.table());
+    assert_eq!((get("lost"), get("duplicated")), (0.0, 0.0), "{}", report.table());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_storm_offers_no_chat_twice_and_bench_visits_counts_events() {
+    let server = TestServer::start(RawSettings::default()).await;
+    let storm = StormArgs { common: common(&server), visitors: 30, agents: 4, capacity: 5 };
+    let report = frontdesk::bench::storm::run(storm).await.expect("bench storm");
+    let get = |k: &str| report.get(k).unwrap_or(-1.0);
+    assert_eq!(get("errors"), 0.0, "{}", report.table());
+    assert_eq!(get("offered") + get("queued"), 30.0, "{}", report.table());
+    assert_eq!(get("offered"), 20.0, "4 agents × capacity 5: {}", report.table());
+    assert_eq!((get("offered_twice"), get("agents_over_capacity")), (0.0, 0.0), "{}", report.table());
+
+    let visits = VisitsArgs { common: Common { duration: 1, ..common(&server) }, concurrency: 4 };
+    let report = frontdesk::bench::visits::run(visits).await.expect("bench visits");
+    assert!(report.get("delivered").unwrap_or(0.0) > 10.0, "{}", report.table());
+    assert_eq!(report.get("errors"), Some(0.0), "{}", report.table());
+    server.stop().await;
+}
