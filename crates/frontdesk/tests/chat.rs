@@ -480,3 +480,30 @@ async fn refusals_name_what_was_wrong_and_write_nothing(env: Env) {
     assert_eq!(kind(&after), (409, "conflict".to_string()));
     env.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_lacking_an_old_message_behind_many_new_ones_gets_exactly_what_it_lacks() {
+    let env = Env::embedded().await;
+    let node = env.node();
+    let ann = env.agent("Ann", Role::Agent).await;
+    env.online(ann.id, 2).await;
+    let visitor = env.visitor().await;
+    let answer = ok(node, "chat.request", &visitor, json!({"message": "first"}), None).await;
+    let chat = chat_id(&answer["data"]);
+    ok(node, "chat.agent_accept", &ann, json!({"chatId": chat}), None).await;
+    for i in 0..60 {
+        ok(node, "chat.agent_send_message", &ann, json!({"chatId": chat, "content": format!("a{i}")}), None).await;
+    }
+    // Holding every agent-side message but not the visitor's first one (seq 1, far behind).
+    let old = ok(node, "chat.agent_heartbeat", &ann, json!({"chatId": chat}), Some((0, 61))).await;
+    let got: Vec<String> = messages(&old).iter().filter_map(|m| m["content"].as_str().map(str::to_string)).collect();
+    assert_eq!(got, vec!["first".to_string()]);
+    // Holding nothing of the agent side: every agent message (the join notice and 60), in order.
+    let all = ok(node, "chat.visitor_heartbeat", &visitor, json!({"chatId": chat}), Some((1, 0))).await;
+    let seqs: Vec<i64> = messages(&all).iter().filter_map(|m| m["seq"].as_i64()).collect();
+    assert_eq!(seqs, (2..=62).collect::<Vec<_>>());
+    // Up to date: nothing.
+    let none = ok(node, "chat.visitor_heartbeat", &visitor, json!({"chatId": chat}), Some((1, 61))).await;
+    assert!(messages(&none).is_empty());
+    env.stop().await;
+}

@@ -11,7 +11,7 @@ use frontdesk_core::pipeline::{Caller, Ctx, Failure, Handler, Registry, Step};
 use frontdesk_core::store::ChatMembership;
 use serde::Deserialize;
 
-use super::append::{all_messages, create_meta};
+use super::append::create_meta;
 use super::{ChatAccess, Chats, Who};
 use crate::model::{message_type, ChatMeta, ChatStatus, Participant, ParticipantRole};
 use crate::RegisterError;
@@ -198,21 +198,56 @@ pub(super) async fn sync(chats: &Chats, ctx: &mut Ctx, chat_id: ChatId) -> Resul
     let meta = chats.meta_or_404(chat_id).await?;
     let client = ctx.request.offsets.unwrap_or_default();
     let mut messages = Vec::new();
-    for m in all_messages(chats.state.as_ref(), chat_id).await? {
-        let lacks = if m.message_type == message_type::VISITOR {
-            m.data_offset > client.visitor_data_offset
-        } else {
-            m.data_offset > client.agent_data_offset
-        };
-        if lacks {
-            messages.push(chats.macs.signed_json(meta.site_id, &m).await?);
-        }
+    for m in lacking(chats.state.as_ref(), &meta, client).await? {
+        messages.push(chats.macs.signed_json(meta.site_id, &m).await?);
     }
     ctx.response.code = 0;
     ctx.response.visitor_data_offset = Some(meta.visitor_data_offset);
     ctx.response.agent_data_offset = Some(meta.agent_data_offset);
     ctx.response.messages = Some(messages);
     Ok(())
+}
+
+/// The messages whose side offset is above the client's, by seq. Each side's offsets run
+/// 1, 2, 3 … without gaps, so the client lacks exactly `server − client` messages per side;
+/// they are the newest of their side, so a window of the newest messages by seq that holds
+/// that many of each side holds them all. The window starts just big enough and grows only
+/// when the other side's messages crowd it — a call costs the messages it returns, not the
+/// length of the chat.
+pub(super) async fn lacking(
+    state: &dyn frontdesk_core::state::StateStore,
+    meta: &ChatMeta,
+    client: frontdesk_core::pipeline::Offsets,
+) -> Result<Vec<crate::model::ChatMessage>, Failure> {
+    let need_visitor = (meta.visitor_data_offset - client.visitor_data_offset).max(0);
+    let need_agent = (meta.agent_data_offset - client.agent_data_offset).max(0);
+    if need_visitor == 0 && need_agent == 0 {
+        return Ok(Vec::new());
+    }
+    let key = crate::model::chat_messages_key(meta.chat_id);
+    let mut window = (need_visitor + need_agent).max(16);
+    loop {
+        let from = (meta.seq - window + 1).max(1);
+        let rows = state.zrange_by_score(&key, from as f64, f64::INFINITY, None).await?;
+        let mut out = Vec::new();
+        let (mut found_visitor, mut found_agent) = (0, 0);
+        for (text, _) in &rows {
+            let m = super::append::parse_stored(text)?;
+            if m.message_type == message_type::VISITOR {
+                if m.data_offset > client.visitor_data_offset {
+                    found_visitor += 1;
+                    out.push(m);
+                }
+            } else if m.data_offset > client.agent_data_offset {
+                found_agent += 1;
+                out.push(m);
+            }
+        }
+        if from == 1 || (found_visitor >= need_visitor && found_agent >= need_agent) {
+            return Ok(out);
+        }
+        window = window.saturating_mul(4);
+    }
 }
 
 struct Sync(Arc<Chats>);
