@@ -92,15 +92,16 @@ fn is_unavailable_sqlstate(code: &str) -> bool {
 }
 
 /// SQLite result codes (extended codes carry the primary one in their low byte) that say the
-/// file cannot be used now: still locked after `busy_timeout`, an I/O error, a full disk,
-/// a file that cannot be opened.
+/// file cannot be used now: still locked after `busy_timeout`, read-only, an I/O error, a full
+/// disk, a file that cannot be opened.
 fn is_unavailable_sqlite_code(extended: i32) -> bool {
     const BUSY: i32 = 5;
     const LOCKED: i32 = 6;
+    const READONLY: i32 = 8;
     const IOERR: i32 = 10;
     const FULL: i32 = 13;
     const CANTOPEN: i32 = 14;
-    matches!(extended & 0xff, BUSY | LOCKED | IOERR | FULL | CANTOPEN)
+    matches!(extended & 0xff, BUSY | LOCKED | READONLY | IOERR | FULL | CANTOPEN)
 }
 
 #[cfg(test)]

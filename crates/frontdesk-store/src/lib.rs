@@ -28,6 +28,8 @@ mod error;
 mod history_rows;
 mod migrate;
 pub mod postgres;
+mod privacy_rows;
+mod report_sql;
 pub mod sqlite;
 
 use std::sync::Arc;

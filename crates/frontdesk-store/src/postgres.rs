@@ -30,6 +30,11 @@ mod chats;
 mod history;
 // end history
 
+// reports, retention, privacy
+mod privacy;
+mod reports;
+// end reports, retention, privacy
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Advisory-lock key serialising `migrate` across nodes ("frontdes" in ASCII).
@@ -356,4 +361,81 @@ impl Store for PostgresStore {
         self.history_transcript(site_id, chat_id).await
     }
     // end history
+
+    // reports, retention, privacy
+    async fn report_chats(
+        &self,
+        query: &frontdesk_core::reports::ReportQuery,
+        interval: frontdesk_core::reports::Interval,
+    ) -> BackendResult<Vec<frontdesk_core::reports::ChatBucket>> {
+        self.reports_chats(query, interval).await
+    }
+
+    async fn report_spans(
+        &self,
+        query: &frontdesk_core::reports::ReportQuery,
+        span: frontdesk_core::reports::Span,
+    ) -> BackendResult<Vec<frontdesk_core::reports::SpanStats>> {
+        self.reports_spans(query, span).await
+    }
+
+    async fn report_ratings(
+        &self,
+        query: &frontdesk_core::reports::ReportQuery,
+    ) -> BackendResult<Vec<frontdesk_core::reports::RatingStats>> {
+        self.reports_ratings(query).await
+    }
+
+    async fn report_agent_time(
+        &self,
+        site_id: SiteId,
+        from: i64,
+        to: i64,
+        now: i64,
+    ) -> BackendResult<Vec<frontdesk_core::reports::AgentTime>> {
+        self.reports_agent_time(site_id, from, to, now).await
+    }
+
+    async fn sites(&self) -> BackendResult<Vec<Site>> {
+        self.privacy_sites().await
+    }
+
+    async fn update_site_settings(
+        &self,
+        site_id: SiteId,
+        patch: &serde_json::Map<String, serde_json::Value>,
+    ) -> BackendResult<Option<Site>> {
+        self.privacy_update_settings(site_id, patch).await
+    }
+
+    async fn purge_history(
+        &self,
+        site_id: SiteId,
+        before: i64,
+        mode: frontdesk_core::reports::RetentionMode,
+    ) -> BackendResult<frontdesk_core::reports::Purged> {
+        self.privacy_purge(site_id, before, mode).await
+    }
+
+    async fn erase_visitor(
+        &self,
+        site_id: SiteId,
+        visitor_id: frontdesk_core::id::VisitorId,
+    ) -> BackendResult<frontdesk_core::reports::Erased> {
+        self.privacy_erase(site_id, visitor_id).await
+    }
+
+    async fn insert_audit(&self, entry: &frontdesk_core::reports::AuditEntry) -> BackendResult<()> {
+        self.privacy_insert_audit(entry).await
+    }
+
+    async fn audit_log(
+        &self,
+        site_id: SiteId,
+        after: Option<frontdesk_core::id::Id>,
+        limit: u32,
+    ) -> BackendResult<Vec<frontdesk_core::reports::AuditEntry>> {
+        self.privacy_audit_log(site_id, after, limit).await
+    }
+    // end reports, retention, privacy
 }

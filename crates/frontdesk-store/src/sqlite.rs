@@ -32,6 +32,11 @@ mod chats;
 mod history;
 // end history
 
+// reports, retention, privacy
+mod privacy;
+mod reports;
+// end reports, retention, privacy
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 const D: Dialect = Dialect::Sqlite;
@@ -93,6 +98,25 @@ impl SqliteStore {
     }
 
     /// The single-connection pool every write goes through.
+    /// A write transaction on the single writer, `BEGIN IMMEDIATE` (the write lock up
+    /// front). When SQLite rolled a failed transaction back by itself (a full disk), sqlx's
+    /// connection keeps believing it is inside one and refuses every later `BEGIN`; such a
+    /// connection is closed here so the pool opens a fresh one, instead of every durable
+    /// write of the node failing until it restarts.
+    pub(crate) async fn begin_write(&self) -> BackendResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        match self.writer.begin_with("BEGIN IMMEDIATE").await {
+            Ok(tx) => Ok(tx),
+            Err(e) if e.to_string().contains("transaction depth") => {
+                tracing::warn!(error = %e, "closing a SQLite writer connection that lost track of its transaction");
+                if let Ok(conn) = self.writer.acquire().await {
+                    drop(conn.detach());
+                }
+                self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
+            }
+            Err(e) => Err(db_err(e)),
+        }
+    }
+
     pub fn writer(&self) -> &SqlitePool {
         &self.writer
     }
@@ -144,7 +168,15 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> BackendResult<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(db_err)?;
+        // A read would pass while writes fail (a full disk, a read-only file): rewrite the
+        // header's user_version with its own value, through the same writer the stores use.
+        let mut tx = self.begin_write().await?;
+        let (version,): (i64,) = sqlx::query_as("PRAGMA user_version").fetch_one(&mut *tx).await.map_err(db_err)?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA user_version = {version}")))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
         Ok(())
     }
 
@@ -252,7 +284,7 @@ impl Store for SqliteStore {
         let site = convert::secret_site(D, secret.site_id)?;
         // BEGIN IMMEDIATE takes the write lock up front, so the insert and the read that
         // follows see one state even if another process shares the file.
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO secrets (site_id, name, value, created_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (site_id, name) DO NOTHING",
@@ -399,4 +431,81 @@ impl Store for SqliteStore {
         self.history_transcript(site_id, chat_id).await
     }
     // end history
+
+    // reports, retention, privacy
+    async fn report_chats(
+        &self,
+        query: &frontdesk_core::reports::ReportQuery,
+        interval: frontdesk_core::reports::Interval,
+    ) -> BackendResult<Vec<frontdesk_core::reports::ChatBucket>> {
+        self.reports_chats(query, interval).await
+    }
+
+    async fn report_spans(
+        &self,
+        query: &frontdesk_core::reports::ReportQuery,
+        span: frontdesk_core::reports::Span,
+    ) -> BackendResult<Vec<frontdesk_core::reports::SpanStats>> {
+        self.reports_spans(query, span).await
+    }
+
+    async fn report_ratings(
+        &self,
+        query: &frontdesk_core::reports::ReportQuery,
+    ) -> BackendResult<Vec<frontdesk_core::reports::RatingStats>> {
+        self.reports_ratings(query).await
+    }
+
+    async fn report_agent_time(
+        &self,
+        site_id: SiteId,
+        from: i64,
+        to: i64,
+        now: i64,
+    ) -> BackendResult<Vec<frontdesk_core::reports::AgentTime>> {
+        self.reports_agent_time(site_id, from, to, now).await
+    }
+
+    async fn sites(&self) -> BackendResult<Vec<Site>> {
+        self.privacy_sites().await
+    }
+
+    async fn update_site_settings(
+        &self,
+        site_id: SiteId,
+        patch: &serde_json::Map<String, serde_json::Value>,
+    ) -> BackendResult<Option<Site>> {
+        self.privacy_update_settings(site_id, patch).await
+    }
+
+    async fn purge_history(
+        &self,
+        site_id: SiteId,
+        before: i64,
+        mode: frontdesk_core::reports::RetentionMode,
+    ) -> BackendResult<frontdesk_core::reports::Purged> {
+        self.privacy_purge(site_id, before, mode).await
+    }
+
+    async fn erase_visitor(
+        &self,
+        site_id: SiteId,
+        visitor_id: frontdesk_core::id::VisitorId,
+    ) -> BackendResult<frontdesk_core::reports::Erased> {
+        self.privacy_erase(site_id, visitor_id).await
+    }
+
+    async fn insert_audit(&self, entry: &frontdesk_core::reports::AuditEntry) -> BackendResult<()> {
+        self.privacy_insert_audit(entry).await
+    }
+
+    async fn audit_log(
+        &self,
+        site_id: SiteId,
+        after: Option<frontdesk_core::id::Id>,
+        limit: u32,
+    ) -> BackendResult<Vec<frontdesk_core::reports::AuditEntry>> {
+        self.privacy_audit_log(site_id, after, limit).await
+    }
+    // end reports, retention, privacy
 }

@@ -93,3 +93,164 @@ impl Drop for TempDirGuard {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A PostgreSQL cluster of a test's own (`initdb` in a temporary directory, trust auth for
+/// `postgres`, `fsync=off`) on a free loopback port, for tests that crash and restart the
+/// database. As root the server binaries run as the `postgres` user (PostgreSQL refuses
+/// root). The binaries come from `FRONTDESK_TEST_PG_BIN`, else the newest
+/// `/usr/lib/postgresql/*/bin`. Stopped (immediately) and deleted when dropped.
+pub struct PostgresProcess {
+    pub port: u16,
+    bin: std::path::PathBuf,
+    data: std::path::PathBuf,
+    sock: std::path::PathBuf,
+    as_postgres: bool,
+    running: bool,
+    dir: TempDirGuard,
+}
+
+/// How long `pg_ctl` may take to start or stop the server.
+const PG_CTL_WAIT_SECS: &str = "30";
+
+impl PostgresProcess {
+    /// Creates the cluster and starts it (waiting up to 30 s until it accepts connections).
+    pub fn start() -> PostgresProcess {
+        use std::os::unix::fs::MetadataExt;
+        let bin = postgres_bin_dir();
+        let as_postgres = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+        let dir = TempDirGuard::new("pg");
+        let (data, sock) = (dir.0.join("data"), dir.0.join("sock"));
+        for d in [&data, &sock] {
+            std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("cannot create {}: {e}", d.display()));
+        }
+        let mut pg = PostgresProcess {
+            port: free_port(),
+            bin,
+            data: data.clone(),
+            sock: sock.clone(),
+            as_postgres,
+            running: false,
+            dir,
+        };
+        if as_postgres {
+            let dir = pg.dir.0.clone();
+            run(std::process::Command::new("chown").args(["-R", "postgres"]).arg(&dir), "chown");
+        }
+        let mut initdb = pg.command("initdb");
+        initdb.arg("-D").arg(&data).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+        run(&mut initdb, "initdb");
+        pg.start_again();
+        pg
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Crashes the server: `pg_ctl stop -m immediate` (no checkpoint, connections cut), and
+    /// waits until it is gone.
+    pub fn stop(&mut self) {
+        let mut stop = self.command("pg_ctl");
+        stop.arg("-D").arg(&self.data).args(["-m", "immediate", "-w", "-t", PG_CTL_WAIT_SECS, "stop"]);
+        run(&mut stop, "pg_ctl stop");
+        self.running = false;
+    }
+
+    /// Starts the server on the same data directory and port (recovering after a crash) and
+    /// waits until it accepts connections.
+    pub fn start_again(&mut self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100",
+            self.port,
+            self.sock.display()
+        );
+        let mut start = self.command("pg_ctl");
+        start.arg("-D").arg(&self.data).arg("-l").arg(self.sock.join("postgres.log")).args([
+            "-w",
+            "-t",
+            PG_CTL_WAIT_SECS,
+            "-o",
+            &options,
+            "start",
+        ]);
+        let log = self.sock.join("postgres.log");
+        let output = start.output().unwrap_or_else(|e| panic!("cannot run pg_ctl start: {e}"));
+        if !output.status.success() {
+            panic!(
+                "pg_ctl start failed: {}{}\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        self.running = true;
+    }
+
+    fn command(&self, tool: &str) -> std::process::Command {
+        let program = self.bin.join(tool);
+        let mut cmd = if self.as_postgres {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            std::process::Command::new(program)
+        };
+        cmd.stdin(std::process::Stdio::null());
+        cmd
+    }
+}
+
+impl Drop for PostgresProcess {
+    fn drop(&mut self) {
+        if !self.running {
+            return;
+        }
+        let mut stop = self.command("pg_ctl");
+        stop.arg("-D").arg(&self.data).args(["-m", "immediate", "-w", "-t", PG_CTL_WAIT_SECS, "stop"]);
+        let stopped = stop.output().is_ok_and(|o| o.status.success());
+        if !stopped {
+            // The postmaster's pid is the first line of its pid file; SIGKILL takes its
+            // children down with it (they exit when it goes).
+            let pid = std::fs::read_to_string(self.data.join("postmaster.pid")).unwrap_or_default();
+            if let Some(pid) = pid.lines().next().filter(|p| p.parse::<u32>().is_ok()) {
+                let _ = std::process::Command::new("kill").args(["-9", pid]).output();
+            }
+        }
+    }
+}
+
+/// The PostgreSQL bin directory: `FRONTDESK_TEST_PG_BIN`, else the highest version under
+/// `/usr/lib/postgresql`.
+fn postgres_bin_dir() -> std::path::PathBuf {
+    if let Ok(dir) = std::env::var("FRONTDESK_TEST_PG_BIN") {
+        return std::path::PathBuf::from(dir);
+    }
+    let mut found: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    match found.pop() {
+        Some((_, bin)) => bin,
+        None => panic!("no PostgreSQL binaries: set FRONTDESK_TEST_PG_BIN or {HOW}"),
+    }
+}
+
+/// Runs a command to completion; panics with its output when it fails.
+fn run(cmd: &mut std::process::Command, what: &str) {
+    let output = cmd.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed ({}): {}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -102,6 +102,14 @@ macro_rules! store_contract_tests {
             history_filters_select_their_chats,
             history_pages_have_no_gaps_or_duplicates,
             // end history
+            // reports, retention, privacy
+            reports_figures_match_a_hand_computed_fixture,
+            reports_agent_time_sums_each_status_within_the_range,
+            retention_deletes_exactly_the_chats_past_their_time,
+            retention_anonymises_text_and_keeps_the_counts,
+            erase_removes_a_visitor_of_its_site_only,
+            site_settings_merge_and_the_audit_log_pages,
+            // end reports, retention, privacy
         );
     };
     ($make:expr $(,)?) => {
@@ -443,4 +451,9 @@ pub mod cases {
     mod history;
     pub use history::*;
     // end history
+
+    // reports, retention, privacy
+    mod reports;
+    pub use reports::*;
+    // end reports, retention, privacy
 }

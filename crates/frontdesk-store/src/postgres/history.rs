@@ -126,6 +126,7 @@ impl PostgresStore {
                 HistoryWrite::Chat(c) => upsert_chat(&mut tx, c).await?,
                 HistoryWrite::Message(m) => messages.push(m),
                 HistoryWrite::Visitor(_) => {}
+                HistoryWrite::AgentStatus(change) => super::reports::insert_status(&mut tx, change).await?,
             }
         }
         if !messages.is_empty() {

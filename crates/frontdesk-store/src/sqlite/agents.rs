@@ -17,7 +17,7 @@ type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
 impl SqliteStore {
     async fn begin(&self) -> BackendResult<Tx> {
-        self.writer().begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
+        self.begin_write().await
     }
 
     pub(crate) async fn agents_update(

@@ -66,12 +66,13 @@ impl SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+        let mut tx = self.begin_write().await?;
         for write in batch {
             match write {
                 HistoryWrite::Chat(c) => upsert_chat(&mut tx, c).await?,
                 HistoryWrite::Message(m) => upsert_message(&mut tx, m).await?,
                 HistoryWrite::Visitor(v) => upsert_visitor(&mut tx, v).await?,
+                HistoryWrite::AgentStatus(change) => super::reports::insert_status(&mut tx, change).await?,
             }
         }
         for (chat, at) in first_responses(batch) {

@@ -170,6 +170,13 @@ pub async fn history_search_finds_one_word_within_its_site(store: Arc<dyn Store>
         }
         batch.push(HistoryWrite::Message(message_record(next(&ids), chat, a.id, 1, 1, text)));
     }
+    // Thousands of other messages around the one the search is for.
+    for i in 0..2_000 {
+        let chat = next(&ids);
+        batch.push(HistoryWrite::Chat(chat_record(chat, a.id, next(&ids), 100 + i, 1)));
+        let text = format!("thanks, order {i} arrived on time");
+        batch.push(HistoryWrite::Message(message_record(next(&ids), chat, a.id, 1, 1, &text)));
+    }
     let other = next(&ids);
     batch.push(HistoryWrite::Chat(chat_record(other, b.id, next(&ids), 3, 1)));
     batch.push(HistoryWrite::Message(message_record(next(&ids), other, b.id, 1, 1, "zanzibar too")));
