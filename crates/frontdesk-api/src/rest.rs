@@ -48,6 +48,16 @@ pub fn table() -> Vec<Route> {
         r(Method::GET, "/api/v1/chats", "chats.list"),
         r(Method::GET, "/api/v1/chats/{id}", "chats.get"),
         r(Method::GET, "/api/v1/chats/{id}/export", "chats.export"),
+        r(Method::GET, "/api/v1/reports/chats", "reports.chats"),
+        r(Method::GET, "/api/v1/reports/wait-times", "reports.wait_times"),
+        r(Method::GET, "/api/v1/reports/first-response", "reports.first_response"),
+        r(Method::GET, "/api/v1/reports/durations", "reports.durations"),
+        r(Method::GET, "/api/v1/reports/ratings", "reports.ratings"),
+        r(Method::GET, "/api/v1/reports/agent-time", "reports.agent_time"),
+        r(Method::PATCH, "/api/v1/sites/{id}/settings", "sites.update_settings"),
+        r(Method::POST, "/api/v1/retention/run", "retention.run"),
+        r(Method::POST, "/api/v1/visitors/{id}/erase", "visitors.erase"),
+        r(Method::GET, "/api/v1/audit-log", "audit_log.list"),
     ]
 }
 

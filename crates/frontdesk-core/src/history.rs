@@ -16,14 +16,30 @@ use crate::id::{AgentId, ChatId, DepartmentId, Id, SiteId, VisitorId};
 /// The bus queue of history writes.
 pub const HISTORY_QUEUE: &str = "storage.write";
 
-/// The version of [`HistoryJob`] this build writes and reads.
+/// The version of [`HistoryJob`] this build writes for chats, messages and visitors.
 pub const HISTORY_JOB_VERSION: u32 = 1;
+
+/// The version written for [`HistoryWrite::AgentStatus`] (added in version 2): a node that
+/// only knows version 1 fails such a job back to the bus, where a newer node takes it.
+pub const AGENT_STATUS_JOB_VERSION: u32 = 2;
+
+/// The newest [`HistoryJob`] version this build reads.
+pub const HISTORY_JOB_MAX_READ: u32 = AGENT_STATUS_JOB_VERSION;
 
 /// One job on [`HISTORY_QUEUE`]: one durable effect.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryJob {
     pub v: u32,
     pub write: HistoryWrite,
+}
+
+impl HistoryJob {
+    /// The job of an agent's status change, encoded for [`HISTORY_QUEUE`] at
+    /// [`AGENT_STATUS_JOB_VERSION`]. Both writers (the `agent.set_status` stage and the
+    /// presence sweeper) use this, so they cannot drift apart.
+    pub fn agent_status_payload(change: crate::reports::AgentStatusChange) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(&HistoryJob { v: AGENT_STATUS_JOB_VERSION, write: HistoryWrite::AgentStatus(change) })
+    }
 }
 
 /// What happened, as the durable store records it.
@@ -36,6 +52,8 @@ pub enum HistoryWrite {
     Message(MessageRecord),
     /// A visitor record upserted.
     Visitor(VisitorHistory),
+    /// An agent's status changed (job version 2).
+    AgentStatus(crate::reports::AgentStatusChange),
 }
 
 /// A snapshot of a chat. Applied when `version` is at least the stored one; fields that

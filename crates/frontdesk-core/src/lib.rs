@@ -32,6 +32,7 @@ pub mod password;
 pub mod pipeline;
 pub mod pubsub;
 pub mod push;
+pub mod reports;
 pub mod state;
 pub mod store;
 pub mod time;

@@ -248,4 +248,62 @@ pub trait Store: Send + Sync + 'static {
         chat_id: ChatId,
     ) -> BackendResult<Option<crate::history::Transcript>>;
     // end history
+
+    // reports, retention, privacy
+    /// Chats created in the range per bucket of `interval` (and group), ascending by bucket.
+    async fn report_chats(
+        &self,
+        query: &crate::reports::ReportQuery,
+        interval: crate::reports::Interval,
+    ) -> BackendResult<Vec<crate::reports::ChatBucket>>;
+    /// Count, sum and nearest-rank 90th percentile of `span` over the chats created in the
+    /// range that have both ends of it, per group.
+    async fn report_spans(
+        &self,
+        query: &crate::reports::ReportQuery,
+        span: crate::reports::Span,
+    ) -> BackendResult<Vec<crate::reports::SpanStats>>;
+    /// Ratings of the chats created in the range, per group.
+    async fn report_ratings(
+        &self,
+        query: &crate::reports::ReportQuery,
+    ) -> BackendResult<Vec<crate::reports::RatingStats>>;
+    /// Online and away time per agent within `[from, to)`, from the agent status history: a
+    /// status lasts until the agent's next change (or `to`); time after `now` never counts.
+    async fn report_agent_time(
+        &self,
+        site_id: SiteId,
+        from: i64,
+        to: i64,
+        now: i64,
+    ) -> BackendResult<Vec<crate::reports::AgentTime>>;
+    /// Every site, ascending by id (the retention timer visits them).
+    async fn sites(&self) -> BackendResult<Vec<Site>>;
+    /// Merges `patch` into the site's settings object (a `null` value removes the key) and
+    /// answers the site after the change; `None` when there is no such site.
+    async fn update_site_settings(
+        &self,
+        site_id: SiteId,
+        patch: &serde_json::Map<String, serde_json::Value>,
+    ) -> BackendResult<Option<Site>>;
+    /// Deletes or anonymises the site's chats whose `ended_at` (or `created_at`, when never
+    /// ended) is before `before`, and nothing else; anonymising a chat twice counts it once.
+    async fn purge_history(
+        &self,
+        site_id: SiteId,
+        before: i64,
+        mode: crate::reports::RetentionMode,
+    ) -> BackendResult<crate::reports::Purged>;
+    /// Deletes a visitor of the site with its chats, their members and messages (and so
+    /// their search entries). Another site's visitor is untouched.
+    async fn erase_visitor(&self, site_id: SiteId, visitor_id: VisitorId) -> BackendResult<crate::reports::Erased>;
+    async fn insert_audit(&self, entry: &crate::reports::AuditEntry) -> BackendResult<()>;
+    /// The site's audit entries, newest first, after the entry `after` (keyset paging).
+    async fn audit_log(
+        &self,
+        site_id: SiteId,
+        after: Option<crate::id::Id>,
+        limit: u32,
+    ) -> BackendResult<Vec<crate::reports::AuditEntry>>;
+    // end reports, retention, privacy
 }

@@ -11,6 +11,8 @@
 //! - [`chat`] — chats, messages, offsets and rebuild (SPEC §6), typing, read cursors.
 //! - [`dispatch`] — queues and assignment of chats to agents.
 //! - [`storage`] — durable chat history written behind through the bus; the history API.
+//! - [`reports`] — supervisor reports over the durable history (SQL aggregates).
+//! - [`privacy`] — retention, GDPR erase and the audit log.
 //! - [`tokens`] — agent and visitor bearer tokens (shared by the modules that issue them).
 //!
 //! Each module declares its events in `src/<module>/pipelines.json`; `build.rs` merges them
@@ -29,6 +31,8 @@ pub mod dispatch;
 pub mod invitation;
 pub mod model;
 pub mod offline;
+pub mod privacy;
+pub mod reports;
 pub mod storage;
 pub mod tokens;
 pub mod visitor;
@@ -101,5 +105,7 @@ pub fn register_all(registry: &mut Registry, deps: &Deps) -> Result<(), Register
     invitation::register(registry, deps)?;
     offline::register(registry, deps)?;
     storage::register(registry, deps)?;
+    reports::register(registry, deps)?;
+    privacy::register(registry, deps)?;
     Ok(())
 }

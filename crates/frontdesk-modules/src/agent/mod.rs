@@ -41,6 +41,7 @@ pub fn register(registry: &mut Registry, deps: &Deps) -> Result<(), RegisterErro
         tokens: deps.tokens.clone(),
         push: deps.push.clone(),
         settings: deps.settings.clone(),
+        bus: deps.backends.bus.clone(),
     });
     session::register(registry, &m)?;
     presence::register(registry, &m)?;
@@ -55,6 +56,8 @@ pub(crate) struct AgentModule {
     pub tokens: Arc<Tokens>,
     pub push: Arc<dyn Push>,
     pub settings: Settings,
+    /// Where the sweeper's `offline` transitions go to be recorded (the history queue).
+    pub bus: Arc<dyn frontdesk_core::bus::Bus>,
 }
 
 /// Sites with at least one agent presence, visited by the sweeper. Not hash-tagged: it is

@@ -10,10 +10,13 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use frontdesk_core::bus::Bus;
+use frontdesk_core::history::{HistoryJob, HISTORY_QUEUE};
 use frontdesk_core::id::{AgentId, Id, SiteId};
 use frontdesk_core::object;
 use frontdesk_core::pipeline::{Ctx, Failure, Handler, Registry, Step};
 use frontdesk_core::push::{Push, Recipient};
+use frontdesk_core::reports::AgentStatusChange;
 use frontdesk_core::state::StateStore;
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -57,10 +60,31 @@ async fn run_sweeper(weak: Weak<AgentModule>) {
     loop {
         tick.tick().await;
         let Some(m) = weak.upgrade() else { return };
-        let swept = sweep_presence(m.state.as_ref(), m.push.as_ref(), m.settings.presence_timeout, now_ms()).await;
-        if let Err(e) = swept {
-            tracing::warn!(error = %e, "presence sweep failed; retrying next tick");
+        let now = now_ms();
+        match sweep_presence(m.state.as_ref(), m.push.as_ref(), m.settings.presence_timeout, now).await {
+            Ok(offline) => record_offline(m.bus.as_ref(), &offline, now).await,
+            Err(e) => tracing::warn!(error = %e, "presence sweep failed; retrying next tick"),
         }
+    }
+}
+
+/// Writes the sweep's `offline` transitions behind to the history queue, for the online/away
+/// report (issue 5). Best effort: a bus that refuses costs the report a transition, never
+/// the sweep.
+async fn record_offline(bus: &dyn Bus, offline: &[(SiteId, AgentId)], at: i64) {
+    let mut payloads = Vec::with_capacity(offline.len());
+    for &(site_id, agent_id) in offline {
+        let change = AgentStatusChange { site_id, agent_id, status: "offline".to_owned(), at };
+        match HistoryJob::agent_status_payload(change) {
+            Ok(p) => payloads.push(bytes::Bytes::from(p)),
+            Err(e) => tracing::warn!(error = %e, %agent_id, "cannot encode a status job"),
+        }
+    }
+    if payloads.is_empty() {
+        return;
+    }
+    if let Err(e) = bus.publish_batch(HISTORY_QUEUE, payloads).await {
+        tracing::warn!(error = %e, agents = offline.len(), "offline transitions not recorded for the report");
     }
 }
 

@@ -14,6 +14,7 @@
 //!   each job one attempt rather than all of them.
 //! - [`api`] — `storage/list_chats`, `storage/get_chat`, `storage/export_chat` behind
 //!   `chats.list`, `chats.get` and `chats.export` (REST `GET /api/v1/chats…`).
+//! - [`status`] — `storage/record_status`, agents' status changes for the online/away report.
 //! - [`params`] — the history filters and the opaque cursor; [`export`] — CSV.
 //!
 //! Who sees what (as Chatwoot scopes conversations by role): supervisors and admins see
@@ -27,6 +28,7 @@ mod api;
 mod export;
 mod params;
 mod record;
+mod status;
 mod worker;
 
 use std::sync::Arc;
@@ -50,6 +52,7 @@ pub fn register(registry: &mut Registry, deps: &Deps) -> Result<(), RegisterErro
     record::register(registry, &storage)?;
     worker::register(registry, &storage)?;
     api::register(registry, &storage)?;
+    status::register(registry, &storage)?;
     Ok(())
 }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use frontdesk_core::bus::{FailOutcome, Job};
 use frontdesk_core::error::{BackendError, ErrorKind};
-use frontdesk_core::history::{HistoryJob, HistoryWrite, HISTORY_JOB_VERSION, HISTORY_QUEUE};
+use frontdesk_core::history::{HistoryJob, HistoryWrite, HISTORY_JOB_MAX_READ, HISTORY_QUEUE};
 use frontdesk_core::pipeline::{Ctx, Failure, Handler, Registry, Step};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -139,13 +139,13 @@ fn decode(job: &Job) -> Result<HistoryWrite, String> {
     let parsed: HistoryJob = serde_json::from_slice(&job.payload).map_err(|e| {
         // A newer node's job this node cannot read: another node will take it on retry.
         match serde_json::from_slice::<serde_json::Value>(&job.payload).ok().and_then(|v| v["v"].as_u64()) {
-            Some(v) if v > u64::from(HISTORY_JOB_VERSION) => {
+            Some(v) if v > u64::from(HISTORY_JOB_MAX_READ) => {
                 format!("history job version {v} is newer than this node's")
             }
             _ => format!("not a history job: {e}"),
         }
     })?;
-    if parsed.v > HISTORY_JOB_VERSION {
+    if parsed.v > HISTORY_JOB_MAX_READ {
         return Err(format!("history job version {} is newer than this node's", parsed.v));
     }
     Ok(parsed.write)
