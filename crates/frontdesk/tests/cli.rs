@@ -233,8 +233,12 @@ fn sighup_reloads_the_pipeline_file_and_a_bad_file_keeps_the_old_pipelines() {
     // Change the file but keep its modification time, so only SIGHUP can notice.
     let before = std::fs::metadata(&file).and_then(|m| m.modified()).expect("mtime");
     pipelines["ops.probe"] = serde_json::json!({"do": [{"url": "auth/require_admin"}]});
-    std::fs::write(&file, pipelines.to_string()).expect("write");
-    std::fs::File::options().write(true).open(&file).and_then(|f| f.set_modified(before)).expect("keep mtime");
+    // Written beside it with the old time, then renamed over it: the watcher never sees a
+    // moment when the file's time changed.
+    let staged = dir.0.join("pipelines.json.new");
+    std::fs::write(&staged, pipelines.to_string()).expect("write");
+    std::fs::File::options().write(true).open(&staged).and_then(|f| f.set_modified(before)).expect("keep mtime");
+    std::fs::rename(&staged, &file).expect("rename");
     std::thread::sleep(Duration::from_millis(1_500));
     assert_eq!(post("ops.probe"), 404, "the file watcher must not have seen it");
     let hup = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().expect("kill");
