@@ -14,7 +14,7 @@ use frontdesk_testkit::store::cases::{chat_record, message_record};
 const CHATS: usize = 10_000;
 const PER_CHAT: usize = 100;
 const BATCH: usize = 500;
-const WORDS: &[&str] = &["parcel", "refund", "invoice", "delivery", "zanzibar", "umbrella", "size", "colour", "order"];
+const WORDS: &[&str] = &["parcel", "refund", "invoice", "delivery", "zanzibar", "umbrella"];
 
 async fn measure(store: Arc<dyn Store>) -> (f64, Vec<f64>) {
     let ids = IdGenerator::new(11).expect("ids");
