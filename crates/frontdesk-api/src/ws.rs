@@ -16,7 +16,7 @@ use axum::response::Response;
 use frontdesk_core::pipeline::{Caller, ClientInfo, Failure, Offsets, Request, Transport};
 use frontdesk_core::push::Recipient;
 use futures::{SinkExt, StreamExt};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -74,12 +74,6 @@ struct Frame {
     visitor_data_offset: Option<i64>,
     #[serde(default)]
     agent_data_offset: Option<i64>,
-}
-
-#[derive(Serialize)]
-struct Answer<'a> {
-    id: &'a Value,
-    result: &'a Value,
 }
 
 async fn session(socket: WebSocket, app: AppState, token: Option<String>, client: ClientInfo) {
@@ -207,9 +201,15 @@ async fn handle_frame(
             (id, Err(Failure::bad_request(format!("malformed frame: {e}"))))
         }
     };
+    // The encoded ReturnResult is spliced in as it is: no parse and re-encode per frame.
     let (_, body) = wire::encode(&result);
-    let result: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Utf8Bytes::from(String::from_utf8(wire::to_json(&Answer { id: &id, result: &result })).unwrap_or_default())
+    let mut answer = Vec::with_capacity(body.len() + 32);
+    answer.extend_from_slice(b"{\"id\":");
+    answer.extend_from_slice(&wire::to_json(&id));
+    answer.extend_from_slice(b",\"result\":");
+    answer.extend_from_slice(&body);
+    answer.push(b'}');
+    Utf8Bytes::from(String::from_utf8(answer).unwrap_or_default())
 }
 
 fn to_request(

@@ -3,7 +3,7 @@
 //! push for a user on another node is published to that node's channel only.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -113,5 +113,5 @@ fn parse_route(value: &str) -> Option<(u16, u64)> {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    u64::try_from(crate::time::now_ms()).unwrap_or(0)
 }

@@ -24,7 +24,7 @@ use frontdesk_core::error::{BackendError, BackendResult};
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
-use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, Script, ServerErrorKind, Value};
+use redis::{AsyncConnectionConfig, Client, RedisError, Script, Value};
 use tokio::time::Instant;
 
 const BACKEND: &str = "redis bus";
@@ -164,21 +164,7 @@ struct Keys {
 }
 
 fn redis_error(e: RedisError) -> BackendError {
-    let outage = e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_unrecoverable_error()
-        || matches!(
-            e.kind(),
-            ErrorKind::Server(
-                ServerErrorKind::BusyLoading
-                    | ServerErrorKind::TryAgain
-                    | ServerErrorKind::ClusterDown
-                    | ServerErrorKind::MasterDown
-                    | ServerErrorKind::ReadOnly
-            )
-        );
+    let outage = crate::redis_state::is_outage(&e);
     if outage {
         BackendError::unavailable(BACKEND, e)
     } else {

@@ -111,17 +111,14 @@ fn connection_manager(client: Client) -> BackendResult<ConnectionManager> {
     ConnectionManager::new_lazy_with_config(client, config).map_err(|e| map_err(e, ""))
 }
 
-/// Redis errors as backend errors: network trouble and a server that cannot serve now are
-/// `Unavailable` (callers may retry or answer 503), `WRONGTYPE` is `WrongType`, the rest
-/// `Other`.
-fn map_err(e: RedisError, key: &str) -> BackendError {
-    if e.code() == Some("WRONGTYPE") {
-        return BackendError::WrongType { backend: BACKEND, key: key.to_owned() };
-    }
-    let unavailable = e.is_io_error()
+/// Network trouble, or a server that cannot serve now (loading, failing over, read-only
+/// replica): the state store and the bus both answer these as `Unavailable`.
+pub(crate) fn is_outage(e: &RedisError) -> bool {
+    e.is_io_error()
         || e.is_timeout()
         || e.is_connection_refusal()
         || e.is_connection_dropped()
+        || e.is_unrecoverable_error()
         || matches!(
             e.kind(),
             redis::ErrorKind::Server(
@@ -129,8 +126,19 @@ fn map_err(e: RedisError, key: &str) -> BackendError {
                     | ServerErrorKind::ClusterDown
                     | ServerErrorKind::MasterDown
                     | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ReadOnly
             )
-        );
+        )
+}
+
+/// Redis errors as backend errors: network trouble and a server that cannot serve now are
+/// `Unavailable` (callers may retry or answer 503), `WRONGTYPE` is `WrongType`, the rest
+/// `Other`.
+fn map_err(e: RedisError, key: &str) -> BackendError {
+    if e.code() == Some("WRONGTYPE") {
+        return BackendError::WrongType { backend: BACKEND, key: key.to_owned() };
+    }
+    let unavailable = is_outage(&e);
     if unavailable {
         BackendError::unavailable(BACKEND, e)
     } else {

@@ -2,8 +2,6 @@
 //! ids as signed 64-bit integers, JSON as text, roles as their names, times as Unix
 //! milliseconds. Rows are read as tuples in the column order of the `*_COLUMNS` constants.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use frontdesk_core::error::{BackendError, BackendResult};
 use frontdesk_core::id::Id;
 use frontdesk_core::store::{Agent, Role, Site};
@@ -100,9 +98,7 @@ pub(crate) fn site_conflict(site: &Site) -> String {
     format!("a site with id {} already exists", site.id)
 }
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub(crate) use frontdesk_core::time::now_ms;
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,6 @@
 //! Sites and their first admin: made on first start of an empty database (SPEC §5.3) and
 //! by `frontdesk site add`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use anyhow::Context;
 use frontdesk_core::error::BackendError;
 use frontdesk_core::id::{Id, IdGenerator};
@@ -118,6 +116,4 @@ pub async fn new_agent(
     })
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+use frontdesk_core::time::now_ms;
