@@ -58,6 +58,9 @@ pub fn table() -> Vec<Route> {
         r(Method::POST, "/api/v1/retention/run", "retention.run"),
         r(Method::POST, "/api/v1/visitors/{id}/erase", "visitors.erase"),
         r(Method::GET, "/api/v1/audit-log", "audit_log.list"),
+        r(Method::GET, "/api/v1/offline-messages", "offline_messages.list"),
+        r(Method::GET, "/api/v1/offline-messages/{id}", "offline_messages.get"),
+        r(Method::PATCH, "/api/v1/offline-messages/{id}", "offline_messages.update"),
     ]
 }
 

@@ -11,6 +11,8 @@
 //! - [`store`] — the durable store port ([`store::Store`]) and its records.
 //! - [`history`] — the write-behind job (versioned, on the bus queue `storage.write`) and
 //!   the chat-history query shapes of the store port.
+//! - [`mail`] — the outbound e-mail port ([`mail::Mailer`]) and the job on the bus queue
+//!   `email.send`.
 //! - [`keys`] — every runtime-state key, Redis Cluster-ready (hash tags per site or chat).
 //! - [`lease`] — node-id leasing, so two live nodes never share a snowflake node id.
 //! - [`object`] — hash-backed objects that evolve without breaking older or newer nodes
@@ -27,6 +29,7 @@ pub mod history;
 pub mod id;
 pub mod keys;
 pub mod lease;
+pub mod mail;
 pub mod object;
 pub mod password;
 pub mod pipeline;

@@ -306,4 +306,38 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> BackendResult<Vec<crate::reports::AuditEntry>>;
     // end reports, retention, privacy
+
+    // offline messages
+    /// One page of a site's offline messages, newest first. They are written through
+    /// [`Store::apply_history`] ([`crate::history::HistoryWrite::OfflineMessage`]).
+    async fn list_offline_messages(
+        &self,
+        query: &crate::history::OfflineQuery,
+    ) -> BackendResult<crate::history::OfflinePage>;
+    /// An offline message of `site_id`; `None` for another site's.
+    async fn offline_message(
+        &self,
+        site_id: SiteId,
+        id: crate::id::Id,
+    ) -> BackendResult<Option<crate::history::OfflineMessage>>;
+    /// Marks an offline message of `site_id` handled by `by` at `at` (`Some`), or not
+    /// handled (`None`), and answers it after the change; `None` when the site has no such
+    /// message. Marking it handled again keeps the first mark.
+    async fn set_offline_message_handled(
+        &self,
+        site_id: SiteId,
+        id: crate::id::Id,
+        by: Option<(AgentId, i64)>,
+    ) -> BackendResult<Option<crate::history::OfflineMessage>>;
+    /// Deletes every offline message a visitor of the site left; how many.
+    async fn erase_visitor_offline_messages(&self, site_id: SiteId, visitor_id: VisitorId) -> BackendResult<u64>;
+    /// Deletes or anonymises (name, e-mail, page and text removed) the site's offline
+    /// messages created before `before`; how many changed (anonymising twice counts once).
+    async fn purge_offline_messages(
+        &self,
+        site_id: SiteId,
+        before: i64,
+        mode: crate::reports::RetentionMode,
+    ) -> BackendResult<u64>;
+    // end offline messages
 }

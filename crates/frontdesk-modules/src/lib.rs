@@ -13,6 +13,8 @@
 //! - [`storage`] — durable chat history written behind through the bus; the history API.
 //! - [`reports`] — supervisor reports over the durable history (SQL aggregates).
 //! - [`privacy`] — retention, GDPR erase and the audit log.
+//! - [`offline`] — offline messages: availability, submit (written behind, e-mailed), the
+//!   agents' list.
 //! - [`tokens`] — agent and visitor bearer tokens (shared by the modules that issue them).
 //!
 //! Each module declares its events in `src/<module>/pipelines.json`; `build.rs` merges them
@@ -60,6 +62,8 @@ pub struct Deps {
     /// The runtime state's generation; chats are stamped with it (SPEC §6).
     pub generation: Arc<frontdesk_core::generation::Generation>,
     pub settings: Settings,
+    /// Outbound e-mail (SMTP), when configured; without it no e-mail is queued.
+    pub mailer: Option<Arc<dyn frontdesk_core::mail::Mailer>>,
 }
 
 /// Tunables of the modules (defaults from SPEC §4 and common practice).
@@ -72,6 +76,8 @@ pub struct Settings {
     pub access_token_ttl: std::time::Duration,
     pub refresh_token_ttl: std::time::Duration,
     pub visitor_token_ttl: std::time::Duration,
+    /// How fast one visitor may send chat messages (`chat/rate_limit`).
+    pub visitor_messages: chat::MessageRate,
 }
 
 impl Default for Settings {
@@ -83,6 +89,7 @@ impl Default for Settings {
             access_token_ttl: Duration::from_secs(15 * 60),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             visitor_token_ttl: Duration::from_secs(365 * 24 * 3600),
+            visitor_messages: chat::MessageRate::default(),
         }
     }
 }

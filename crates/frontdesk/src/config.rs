@@ -29,8 +29,13 @@ pub const KEYS: &[&str] = &[
     "admin_password",
     "site_name",
     "operator_token",
+    "smtp_url",
+    "smtp_from",
     "log_format",
     "shutdown_timeout_ms",
+    "visitor_message_burst",
+    "visitor_message_rate",
+    "ws_max_connections_per_ip",
 ];
 
 /// Settings as read, before validation. Unknown keys in a file are refused.
@@ -62,9 +67,19 @@ pub struct RawSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operator_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp_from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shutdown_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub visitor_message_burst: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub visitor_message_rate: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ws_max_connections_per_ip: Option<u32>,
 }
 
 /// A secret that never shows in `Debug` or logs.
@@ -89,6 +104,15 @@ pub enum BusBackend {
     Redis(Secret),
 }
 
+/// Where and as whom e-mail is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Smtp {
+    /// `smtp://` or `smtps://`; may carry a password.
+    pub url: Secret,
+    /// The `From` mailbox.
+    pub from: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -111,8 +135,17 @@ pub struct Config {
     pub admin_password: Option<Secret>,
     pub site_name: String,
     pub operator_token: Option<Secret>,
+    /// Outbound e-mail, when configured.
+    pub smtp: Option<Smtp>,
     pub log_format: LogFormat,
     pub shutdown_timeout_ms: u64,
+    /// Chat messages one visitor may send at once, then per second (0: no limit).
+    /// `Config::load` fills the documented defaults (20, 5); a `RawSettings` validated
+    /// directly (tests, embedding) that leaves them unset gets no limit.
+    pub visitor_message_burst: u32,
+    pub visitor_message_rate: u32,
+    /// Open sockets per client address on this node (0: no cap); the same rule for unset.
+    pub ws_max_connections_per_ip: u32,
 }
 
 /// A setting that could not be read or is not valid. The message names the setting, its
@@ -162,14 +195,17 @@ impl Config {
                 return Err(ConfigError::invalid(
                     "state",
                     format!("expected \"memory\" or a redis:// URL, got {other:?}"),
-                ))
+                ));
             }
         };
         let bus = match raw.bus.as_deref().unwrap_or("local") {
             "local" => BusBackend::Local,
             url if is_redis_url(url) => BusBackend::Redis(Secret(url.to_string())),
             other => {
-                return Err(ConfigError::invalid("bus", format!("expected \"local\" or a redis:// URL, got {other:?}")))
+                return Err(ConfigError::invalid(
+                    "bus",
+                    format!("expected \"local\" or a redis:// URL, got {other:?}"),
+                ));
             }
         };
         let database = match raw.database.filter(|d| !d.is_empty()) {
@@ -179,7 +215,7 @@ impl Config {
                 return Err(ConfigError::invalid(
                     "database",
                     format!("expected a sqlite:// or postgres:// URL, got {:?}", scheme_of(&other)),
-                ))
+                ));
             }
         };
         let node_id = match raw.node_id {
@@ -203,11 +239,30 @@ impl Config {
                 return Err(ConfigError::invalid("operator_token", "must be at least 16 characters"));
             }
         }
+        let smtp = match (raw.smtp_url.filter(|u| !u.is_empty()), raw.smtp_from.filter(|f| !f.is_empty())) {
+            (None, _) => None,
+            (Some(url), _) if !(url.starts_with("smtp://") || url.starts_with("smtps://")) => {
+                return Err(ConfigError::invalid(
+                    "smtp_url",
+                    format!("expected an smtp:// or smtps:// URL, got {:?}", scheme_of(&url)),
+                ));
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    "smtp_from",
+                    "is required when smtp_url is set: the sender, e.g. \"Frontdesk <support@example.com>\"",
+                ));
+            }
+            (Some(url), Some(from)) => Some(Smtp { url: Secret(url), from }),
+        };
         let log_format = match raw.log_format.as_deref().unwrap_or("text") {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
             other => {
-                return Err(ConfigError::invalid("log_format", format!("expected \"text\" or \"json\", got {other:?}")))
+                return Err(ConfigError::invalid(
+                    "log_format",
+                    format!("expected \"text\" or \"json\", got {other:?}"),
+                ));
             }
         };
         Ok(Config {
@@ -223,8 +278,12 @@ impl Config {
             admin_password,
             site_name: raw.site_name.unwrap_or_else(|| "My site".to_string()),
             operator_token,
+            smtp,
             log_format,
             shutdown_timeout_ms: raw.shutdown_timeout_ms.unwrap_or(10_000),
+            visitor_message_burst: raw.visitor_message_burst.unwrap_or(20),
+            visitor_message_rate: raw.visitor_message_rate.unwrap_or(0),
+            ws_max_connections_per_ip: raw.ws_max_connections_per_ip.unwrap_or(0),
         })
     }
 }
@@ -298,6 +357,8 @@ mod tests {
             assert_eq!(c.database.0, "sqlite://./frontdesk-data/frontdesk.db");
             assert_eq!(c.node_id, None);
             assert_eq!(c.log_format, LogFormat::Text);
+            assert_eq!((c.visitor_message_burst, c.visitor_message_rate), (20, 5));
+            assert_eq!(c.ws_max_connections_per_ip, 200);
             Ok(())
         });
     }
@@ -374,6 +435,28 @@ mod tests {
     }
 
     #[test]
+    fn smtp_is_off_unless_configured_and_needs_a_sender() {
+        Jail::expect_with(|jail| {
+            assert_eq!(Config::load(None, &flags()).expect("defaults").smtp, None);
+            jail.set_env("FRONTDESK_SMTP_URL", "smtp://u:s3cr3t@127.0.0.1:2525");
+            let e = err_of(Config::load(None, &flags()));
+            assert!(e.contains("`smtp_from`") && !e.contains("s3cr3t"), "{e}");
+            jail.set_env("FRONTDESK_SMTP_FROM", "Frontdesk <fd@shop.example>");
+            let c = Config::load(None, &flags()).expect("config");
+            let smtp = c.smtp.clone().expect("smtp");
+            assert_eq!(
+                (smtp.url.0.as_str(), smtp.from.as_str()),
+                ("smtp://u:s3cr3t@127.0.0.1:2525", "Frontdesk <fd@shop.example>")
+            );
+            assert!(!format!("{c:?}").contains("s3cr3t"), "the SMTP password never shows");
+            jail.set_env("FRONTDESK_SMTP_URL", "http://u:s3cr3t@mail.example");
+            let e = err_of(Config::load(None, &flags()));
+            assert!(e.contains("`smtp_url`") && !e.contains("s3cr3t"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn an_unknown_key_in_a_file_is_refused() {
         Jail::expect_with(|jail| {
             jail.create_file("fd.toml", "lisen = \"127.0.0.1:1\"\n")?;
@@ -423,8 +506,13 @@ mod tests {
             admin_password: Some(String::new()),
             site_name: Some(String::new()),
             operator_token: Some(String::new()),
+            smtp_url: Some(String::new()),
+            smtp_from: Some(String::new()),
             log_format: Some(String::new()),
             shutdown_timeout_ms: Some(0),
+            visitor_message_burst: Some(0),
+            visitor_message_rate: Some(0),
+            ws_max_connections_per_ip: Some(0),
         })
         .expect("json");
         let fields: Vec<&str> = all.as_object().expect("map").keys().map(String::as_str).collect();

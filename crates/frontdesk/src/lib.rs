@@ -91,6 +91,7 @@ pub async fn run_observed(
         node.ids.node_id(),
         metrics,
         queues,
+        usize::try_from(config.ws_max_connections_per_ip).unwrap_or(usize::MAX),
     );
     let router = frontdesk_api::router(app.clone());
     let addr = listener.local_addr()?;

@@ -1,15 +1,18 @@
-//! The composition root: turns a [`Config`] into live backends, chosen by URL scheme, and
-//! the node's identity (node id, state generation). The only code that names every backend.
+//! The composition root: turns a [`Config`] into live backends, chosen by URL scheme, the
+//! outbound adapters (SMTP), and the node's identity (node id, state generation). The only
+//! code that names every backend.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use frontdesk_connect::smtp::SmtpMailer;
 use frontdesk_core::backends::Backends;
 use frontdesk_core::bus::{Bus, RetryPolicy};
 use frontdesk_core::generation::Generation;
 use frontdesk_core::id::{IdGenerator, MAX_NODE_ID};
 use frontdesk_core::lease::NodeLease;
+use frontdesk_core::mail::Mailer;
 use frontdesk_core::pubsub::PubSub;
 use frontdesk_core::push::Push;
 use frontdesk_core::state::StateStore;
@@ -122,6 +125,13 @@ pub fn admin_ids() -> anyhow::Result<IdGenerator> {
     Ok(IdGenerator::new(u32::from(MAX_NODE_ID))?)
 }
 
+/// The SMTP mailer, when `smtp_url` is set.
+pub fn mailer(config: &Config) -> anyhow::Result<Option<Arc<dyn Mailer>>> {
+    let Some(smtp) = &config.smtp else { return Ok(None) };
+    let mailer = SmtpMailer::new(&smtp.url.0, &smtp.from).context("invalid SMTP settings")?;
+    Ok(Some(Arc::new(mailer)))
+}
+
 /// The pipeline engine with every module registered and the configured pipeline file;
 /// modules push through `hub`.
 pub async fn engine(config: &Config, node: &Node, hub: Arc<dyn Push>) -> anyhow::Result<Arc<Engine>> {
@@ -134,7 +144,14 @@ pub async fn engine(config: &Config, node: &Node, hub: Arc<dyn Push>) -> anyhow:
         operator_token: config.operator_token.as_ref().map(|t| t.0.clone()),
         push: hub,
         generation: node.generation.clone(),
-        settings: frontdesk_modules::Settings::default(),
+        settings: frontdesk_modules::Settings {
+            visitor_messages: frontdesk_modules::chat::MessageRate {
+                burst: config.visitor_message_burst,
+                per_second: config.visitor_message_rate,
+            },
+            ..frontdesk_modules::Settings::default()
+        },
+        mailer: mailer(config)?,
     };
     let mut registry = Registry::new();
     frontdesk_modules::register_all(&mut registry, &deps)?;

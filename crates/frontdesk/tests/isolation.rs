@@ -69,7 +69,9 @@ async fn make_site_b(server: &TestServer) -> SiteB {
     let (_, chat) =
         server.call("chat.request", Some(&visitor_token), r#"{"message": "B's secret first message"}"#).await;
     let chat_id = chat["data"]["chatId"].as_str().expect("B chat").to_string();
+    let offline_message_id = offline_message_of(server, &visitor_token, &admin_token).await;
     let ids = vec![
+        ("offlineMessageId".into(), offline_message_id),
         ("siteId".into(), site_id),
         ("agentId".into(), admin_agent.clone()),
         ("toAgentId".into(), admin_agent.clone()),
@@ -80,6 +82,22 @@ async fn make_site_b(server: &TestServer) -> SiteB {
         ("id".into(), department_id),
     ];
     SiteB { admin_token, visitor_token, ids }
+}
+
+/// An offline message B's visitor left, once B's admin can list it (written behind).
+async fn offline_message_of(server: &TestServer, visitor_token: &str, admin_token: &str) -> String {
+    let body = json!({"name": "B visitor", "email": "visitor@b.example", "message": "B's secret first message"});
+    let (status, sent) = server.call("offline_message.submit", Some(visitor_token), &body.to_string()).await;
+    assert_eq!(status, 200, "offline_message.submit as B: {sent}");
+    let id = sent["data"]["id"].as_str().expect("offline message id").to_string();
+    for _ in 0..200 {
+        let (_, list) = server.call("offline_messages.list", Some(admin_token), "{}").await;
+        if list["data"]["offlineMessages"].as_array().is_some_and(|m| !m.is_empty()) {
+            return id;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("B's offline message was not stored within 10 s");
 }
 
 /// A request body with B's ids in every id field and harmless values elsewhere.
@@ -119,6 +137,7 @@ async fn snapshot_b(server: &TestServer, b: &SiteB) -> Vec<Value> {
     for (event, token, body) in [
         ("agents.list", &b.admin_token, json!({})),
         ("departments.list", &b.admin_token, json!({})),
+        ("offline_messages.list", &b.admin_token, json!({})),
         ("visitor.list", &b.admin_token, json!({})),
         ("chat.visitor_heartbeat", &b.visitor_token, json!({"chatId": chat_id})),
     ] {
@@ -184,7 +203,10 @@ async fn no_event_or_route_lets_site_a_reach_site_b() {
     // REST routes with B's ids in the path.
     let department_b = &b.ids.iter().find(|(k, _)| k == "departmentId").expect("dept").1;
     let agent_b = &b.ids.iter().find(|(k, _)| k == "agentId").expect("agent").1;
+    let offline_b = &b.ids.iter().find(|(k, _)| k == "offlineMessageId").expect("offline message").1;
     for (method, path) in [
+        ("GET", format!("/api/v1/offline-messages/{offline_b}")),
+        ("PATCH", format!("/api/v1/offline-messages/{offline_b}")),
         ("GET", format!("/api/v1/agents/{agent_b}")),
         ("PATCH", format!("/api/v1/agents/{agent_b}")),
         ("DELETE", format!("/api/v1/agents/{agent_b}")),

@@ -1,10 +1,14 @@
-//! `offline/availability`, `offline/validate` and `offline/submit`.
+//! `offline/availability`, `offline/validate` and `offline/submit` (the write-behind job
+//! and, with SMTP configured, the e-mail job).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use frontdesk_core::id::{Id, IdGenerator, SiteId};
+use bytes::Bytes;
+use frontdesk_core::history::{HistoryJob, OfflineMessageRecord, HISTORY_QUEUE};
+use frontdesk_core::id::{Id, SiteId};
+use frontdesk_core::mail::{EmailJob, EmailKind, EMAIL_JOB_VERSION, EMAIL_QUEUE};
 use frontdesk_core::object;
 use frontdesk_core::pipeline::{Caller, Ctx, Failure, Handler, Step};
 use frontdesk_core::state::StateStore;
@@ -13,8 +17,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::validate::{check, is_online, Submission};
-use super::{messages_key, KEEP_MESSAGES};
-use crate::model::{agent_key, agents_key, AgentPresence};
+use super::Offline;
+use crate::model::{agent_key, agents_key, visitor_key, AgentPresence, VisitorRecord};
 
 use frontdesk_core::time::now_ms;
 
@@ -71,10 +75,7 @@ impl Handler for Validate {
     }
 }
 
-pub(super) struct Submit {
-    pub state: Arc<dyn StateStore>,
-    pub ids: IdGenerator,
-}
+pub(super) struct Submit(pub Arc<Offline>);
 
 #[async_trait]
 impl Handler for Submit {
@@ -89,20 +90,33 @@ impl Handler for Submit {
         if s.site_id.is_some_and(|given| given != site_id) {
             return Err(Failure::forbidden("data.siteId: not the site of your visitor token; leave it out"));
         }
-        let id = self.ids.next().map_err(|e| Failure::unavailable(format!("cannot make an id: {e}")))?;
-        let record = json!({
-            "id": id.to_string(),
-            "siteId": site_id.to_string(),
-            "visitorId": visitor_id.to_string(),
-            "name": s.name,
-            "email": s.email,
-            "message": s.message,
-            "createdAt": now_ms(),
-        });
-        let key = messages_key(site_id);
-        let len = self.state.rpush(&key, &[record.to_string().as_str()]).await?;
-        if len > KEEP_MESSAGES as u64 {
-            self.state.ltrim(&key, -KEEP_MESSAGES, -1).await?;
+        let page_url = match s.url {
+            Some(url) => Some(url),
+            None => object::load::<VisitorRecord>(self.0.state.as_ref(), &visitor_key(site_id, visitor_id))
+                .await?
+                .map(|v| v.current_url)
+                .filter(|u| !u.is_empty()),
+        };
+        let id = self.0.ids.next().map_err(|e| Failure::unavailable(format!("cannot make an id: {e}")))?;
+        let record = OfflineMessageRecord {
+            id,
+            site_id,
+            visitor_id,
+            name: s.name,
+            email: s.email,
+            message: s.message,
+            page_url,
+            created_at: now_ms(),
+        };
+        let encode = |e: serde_json::Error| Failure::internal(format!("cannot encode a job: {e}"));
+        // The record first: a message that is kept but not e-mailed is still on the
+        // agents' list; one e-mailed but not kept would be gone at the next look.
+        let history = HistoryJob::offline_message_payload(record.clone()).map_err(encode)?;
+        self.0.bus.publish(HISTORY_QUEUE, Bytes::from(history)).await?;
+        if self.0.mailer.is_some() {
+            let job = EmailJob { v: EMAIL_JOB_VERSION, mail: EmailKind::OfflineMessage(record) };
+            let payload = serde_json::to_vec(&job).map_err(encode)?;
+            self.0.bus.publish(EMAIL_QUEUE, Bytes::from(payload)).await?;
         }
         ctx.set_result("id", json!(id.to_string()));
         Ok(Step::Next)

@@ -1,34 +1,70 @@
 //! The offline-message module (SPEC §5.4 "offline_message", §8 "offline messages"): what the
-//! widget shows when no agent can take a chat.
+//! widget shows when no agent can take a chat, where what the visitor leaves is kept, who is
+//! told, and how agents work through it.
 //!
 //! - `offline_message.availability` `{siteId}` (no token) → `{agentsOnline}`: whether any
 //!   agent of the site is `online` and has shown life within the presence timeout, read
 //!   from the site's presence hashes ([`crate::model::agents_key`], [`crate::model::agent_key`]).
-//! - `offline_message.submit` `{siteId?, name, email, message}` (visitor token) → `{id}`:
-//!   validated (`offline/validate`: e-mail shape, message 1..=5000 characters), then kept
-//!   (`offline/submit`) in the runtime state under the site's hash tag ([`messages_key`]),
-//!   newest last, capped at [`KEEP_MESSAGES`]. The durable table (and the e-mail to the
-//!   site) come with issue 5; until then this list is the record.
+//! - `offline_message.submit` `{siteId?, name, email, message, url?}` (visitor token) →
+//!   `{id}`: validated (`offline/validate`: e-mail shape, name without line breaks, message
+//!   1..=5000 characters, optional http(s) page URL), then `offline/submit` publishes the
+//!   message as a write-behind job ([`HistoryWrite::OfflineMessage`]) on `storage.write`,
+//!   applied by the storage worker into the `offline_messages` table (keyed by id, so a
+//!   replay inserts nothing) — the durable row is the record, nothing is kept in the runtime
+//!   state — and, when SMTP is configured, an [`EmailJob`] on `email.send`. Only the bus
+//!   must answer: the visitor's message is accepted while the database or the mail server
+//!   is down. The page URL is the one sent, or else the visitor's current page.
+//! - `offline_messages.list` (`GET /api/v1/offline-messages?handled=&limit=&cursor=`),
+//!   `offline_messages.get` (`GET /api/v1/offline-messages/{id}`) and
+//!   `offline_messages.update` (`PATCH /api/v1/offline-messages/{id}` `{handled}`): any
+//!   agent of the site lists its messages newest first and marks them handled (or not).
+//!   Another site's message reads as `not_found`.
+//! - `offline/start` / `offline/stop` (in `server.start` / `server.end`): the e-mail worker.
+//!   It sends each offline message to the site's `offlineMessageEmails` setting (set with
+//!   `PATCH /api/v1/sites/{id}/settings`) or, when that is unset, to every admin of the site;
+//!   `Reply-To` is the visitor, so answering the e-mail answers them. A failed send goes back
+//!   to the bus (retried with backoff, dead-lettered after the last attempt).
+//!
+//! A submit whose first publish succeeded and second failed answers `unavailable`; the
+//! visitor's retry then stores the message a second time under a new id (rare, and
+//! visible, rather than an e-mail silently lost).
 //!
 //! # Layout
 //! - [`validate`] — the request and its checks (pure functions, unit-tested).
-//! - [`handlers`] — the three handlers.
+//! - [`handlers`] — availability, validate, submit.
+//! - [`api`] — the agents' list, read and handled mark.
+//! - [`mail`] — the e-mail worker and the e-mail's text.
+//!
+//! [`HistoryWrite::OfflineMessage`]: frontdesk_core::history::HistoryWrite::OfflineMessage
+//! [`EmailJob`]: frontdesk_core::mail::EmailJob
 
+mod api;
 mod handlers;
+mod mail;
 pub mod validate;
 
 use std::sync::Arc;
 
-use frontdesk_core::id::SiteId;
-use frontdesk_core::keys;
+use frontdesk_core::bus::Bus;
+use frontdesk_core::id::IdGenerator;
+use frontdesk_core::mail::Mailer;
 use frontdesk_core::pipeline::Registry;
+use frontdesk_core::state::StateStore;
+use frontdesk_core::store::Store;
 
 use crate::{Deps, RegisterError};
 
-/// Offline messages kept per site in the runtime state; older ones are trimmed.
-pub const KEEP_MESSAGES: i64 = 10_000;
+/// The site setting naming where offline messages are e-mailed (an array of addresses).
+pub const EMAILS_SETTING: &str = "offlineMessageEmails";
 
 pub fn register(registry: &mut Registry, deps: &Deps) -> Result<(), RegisterError> {
+    let offline = Arc::new(Offline {
+        state: deps.backends.state.clone(),
+        store: deps.backends.store.clone(),
+        bus: deps.backends.bus.clone(),
+        ids: deps.ids.clone(),
+        mailer: deps.mailer.clone(),
+    });
     registry.register(
         "offline/availability",
         Arc::new(handlers::Availability {
@@ -38,28 +74,17 @@ pub fn register(registry: &mut Registry, deps: &Deps) -> Result<(), RegisterErro
         }),
     )?;
     registry.register("offline/validate", Arc::new(handlers::Validate))?;
-    registry.register(
-        "offline/submit",
-        Arc::new(handlers::Submit { state: deps.backends.state.clone(), ids: deps.ids.clone() }),
-    )?;
+    registry.register("offline/submit", Arc::new(handlers::Submit(offline.clone())))?;
+    api::register(registry, &offline)?;
+    mail::register(registry, &offline)?;
     Ok(())
 }
 
-/// A site's offline messages: a list of JSON records, oldest first. Owner: this module.
-pub fn messages_key(site: SiteId) -> String {
-    keys::site(site, "offline_messages")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use frontdesk_core::id::Id;
-    use frontdesk_core::state::hash_tag;
-
-    #[test]
-    fn offline_messages_share_the_site_hash_tag() {
-        let site = Id(42);
-        assert_eq!(hash_tag(&messages_key(site)), hash_tag(&crate::model::agents_key(site)));
-        assert_ne!(messages_key(site), messages_key(Id(43)));
-    }
+/// What the offline handlers work with.
+pub(crate) struct Offline {
+    pub state: Arc<dyn StateStore>,
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn Bus>,
+    pub ids: IdGenerator,
+    pub mailer: Option<Arc<dyn Mailer>>,
 }

@@ -10,6 +10,7 @@ use crate::model::{AgentPresence, AgentStatus};
 pub const MAX_MESSAGE_CHARS: usize = 5000;
 pub const MAX_NAME_CHARS: usize = 200;
 pub const MAX_EMAIL_CHARS: usize = 254;
+pub const MAX_URL_CHARS: usize = 2048;
 
 /// `offline_message.submit`'s data.
 #[derive(Debug, Clone, Deserialize)]
@@ -19,6 +20,9 @@ pub struct Submission {
     pub name: String,
     pub email: String,
     pub message: String,
+    /// The page the form was sent from (the widget's `location.href`); optional.
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 /// The submission with its text trimmed, or `bad_request` naming the first wrong field.
@@ -32,6 +36,10 @@ pub fn check(mut s: Submission) -> Result<Submission, Failure> {
             "data.name: 1 to {MAX_NAME_CHARS} characters after trimming spaces (got {name_chars})"
         )));
     }
+    // The name becomes an e-mail's display name: no line breaks or other control characters.
+    if s.name.chars().any(char::is_control) {
+        return Err(Failure::bad_request("data.name: no line breaks or control characters"));
+    }
     if s.email.chars().count() > MAX_EMAIL_CHARS || !email_shaped(&s.email) {
         return Err(Failure::bad_request(
             "data.email: an e-mail address like name@example.com is needed to answer the message",
@@ -43,15 +51,25 @@ pub fn check(mut s: Submission) -> Result<Submission, Failure> {
             "data.message: 1 to {MAX_MESSAGE_CHARS} characters after trimming spaces (got {chars})"
         )));
     }
+    s.url = s.url.map(|u| u.trim().to_string()).filter(|u| !u.is_empty());
+    if let Some(url) = &s.url {
+        let parsed = url::Url::parse(url).ok().filter(|u| matches!(u.scheme(), "http" | "https"));
+        if url.chars().count() > MAX_URL_CHARS || parsed.is_none() {
+            return Err(Failure::bad_request(format!(
+                "data.url: the page's http(s) address, at most {MAX_URL_CHARS} characters; or leave it out"
+            )));
+        }
+    }
     Ok(s)
 }
 
-/// `local@domain.tld` with no spaces, one `@`, a dot inside the domain.
+/// `local@domain.tld` with no spaces, one `@`, a dot inside the domain, and none of the
+/// characters that would need quoting in an e-mail header (it becomes a `Reply-To`).
 pub fn email_shaped(email: &str) -> bool {
     let Some((local, domain)) = email.split_once('@') else { return false };
     !local.is_empty()
         && !domain.contains('@')
-        && !email.chars().any(char::is_whitespace)
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control() || "<>()[]\\,;:\"".contains(c))
         && domain.split('.').count() >= 2
         && domain.split('.').all(|part| !part.is_empty())
 }
@@ -67,7 +85,7 @@ mod tests {
     use frontdesk_core::error::ErrorKind;
 
     fn sub(name: &str, email: &str, message: &str) -> Submission {
-        Submission { site_id: None, name: name.into(), email: email.into(), message: message.into() }
+        Submission { site_id: None, name: name.into(), email: email.into(), message: message.into(), url: None }
     }
 
     fn field_of(r: Result<Submission, Failure>) -> String {
@@ -88,12 +106,37 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         assert_eq!(field_of(check(sub("  ", "a@b.co", "hi"))), "data.name");
-        for email in ["", "ann", "ann@", "@b.co", "ann@b", "ann@b..co", "a n@b.co", "a@b@c.co", "ann@.co"] {
+        for email in [
+            "",
+            "ann",
+            "ann@",
+            "@b.co",
+            "ann@b",
+            "ann@b..co",
+            "a n@b.co",
+            "a@b@c.co",
+            "ann@.co",
+            "<a@b.co>",
+            "a,b@c.co",
+        ] {
             assert_eq!(field_of(check(sub("Ann", email, "hi"))), "data.email", "{email:?}");
         }
         assert_eq!(field_of(check(sub("Ann", "a@b.co", " \n "))), "data.message");
         assert_eq!(field_of(check(sub("Ann", "a@b.co", &"x".repeat(MAX_MESSAGE_CHARS + 1)))), "data.message");
         assert!(check(sub("Ann", "a@b.co", &"é".repeat(MAX_MESSAGE_CHARS))).is_ok());
+        assert_eq!(field_of(check(sub("Ann\r\nBcc: x@y.co", "a@b.co", "hi"))), "data.name");
+    }
+
+    #[test]
+    fn the_page_url_is_optional_and_checked() {
+        let with = |url: &str| check(Submission { url: Some(url.into()), ..sub("Ann", "a@b.co", "hi") });
+        assert_eq!(
+            with(" https://shop.example/p?q=1 ").expect("valid").url.as_deref(),
+            Some("https://shop.example/p?q=1")
+        );
+        assert_eq!(with("  ").expect("blank is absent").url, None);
+        assert_eq!(field_of(with("javascript:alert(1)")), "data.url");
+        assert_eq!(field_of(with(&format!("https://shop.example/{}", "a".repeat(MAX_URL_CHARS)))), "data.url");
     }
 
     #[test]

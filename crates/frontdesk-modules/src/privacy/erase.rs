@@ -1,7 +1,8 @@
 //! `privacy/erase_visitor` (`visitors.erase`, `POST /api/v1/visitors/{id}/erase`, admins;
 //! GDPR's right to erasure): deletes a visitor of the caller's site from the durable store
 //! (the visitor row, their chats with members and messages, and with them the search
-//! entries) and their runtime record and place in the live visitor list. Answers what was
+//! entries, and the offline messages they left) and their runtime record and place in the
+//! live visitor list. Answers what was
 //! deleted; a visitor the site does not know (another site's included) is `not_found`.
 //!
 //! A visitor still on the site when erased comes back as a new record at their next call,
@@ -37,16 +38,20 @@ impl Handler for EraseVisitor {
         }
         .ok_or_else(|| Failure::bad_request("visitorId is required: the visitor's id (a string of digits)"))?;
         let erased = self.0.store.erase_visitor(site, visitor).await?;
+        // A second statement, not one transaction with the above: a failure between the two
+        // answers an error and the admin's retry finishes the erase (both are idempotent).
+        let offline = self.0.store.erase_visitor_offline_messages(site, visitor).await?;
         let key = visitor_key(site, visitor);
         let runtime = self.0.state.del(&[&key]).await?;
         self.0.state.zrem(&live_visitors_key(site), &[&visitor.to_string()]).await?;
-        if erased.visitors + erased.chats + erased.messages + runtime == 0 {
+        if erased.visitors + erased.chats + erased.messages + offline + runtime == 0 {
             return Err(Failure::not_found(format!("no visitor {visitor} on your site")));
         }
         ctx.set_result("visitorId", json!(visitor));
         ctx.set_result("visitors", json!(erased.visitors));
         ctx.set_result("chats", json!(erased.chats));
         ctx.set_result("messages", json!(erased.messages));
+        ctx.set_result("offlineMessages", json!(offline));
         ctx.set_result("runtimeRecords", json!(runtime));
         Ok(Step::Next)
     }

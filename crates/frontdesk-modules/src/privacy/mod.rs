@@ -2,15 +2,17 @@
 //!
 //! # Layout
 //! - [`settings`] — `privacy/update_settings` (`sites.update_settings`, admins): the
-//!   site's `retentionDays` (1..=3650, or `null` to keep forever) and `retentionMode`
-//!   (`delete` | `anonymise`), stored in `sites.settings`.
+//!   site's `retentionDays` (1..=3650, or `null` to keep forever), `retentionMode`
+//!   (`delete` | `anonymise`) and `offlineMessageEmails`, stored in `sites.settings`.
+//!   Retention covers transcripts and offline messages alike.
 //! - [`retention`] — `privacy/start` / `privacy/stop` (in `server.start` / `server.end`):
 //!   a timer that applies every site's retention once an hour; `privacy/retention_run`
 //!   (`retention.run`) runs it now, for the caller's site (an admin) or every site (the
 //!   server itself). Each node runs the timer: a sweep is idempotent, so two nodes
 //!   sweeping at once delete nothing twice.
 //! - [`erase`] — `privacy/erase_visitor` (`visitors.erase`, admins): a visitor's durable
-//!   record, chats and messages (and so their search entries) and runtime record.
+//!   record, chats and messages (and so their search entries), offline messages and
+//!   runtime record.
 //! - [`audit`] — `privacy/audit`, a `did` stage that records an admin action in the site's
 //!   audit log (agents, departments, settings, erase; retention runs are recorded by the
 //!   sweep itself), and `privacy/audit_log` (`audit_log.list`, `GET /api/v1/audit-log`).

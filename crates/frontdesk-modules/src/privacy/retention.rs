@@ -1,6 +1,7 @@
 //! Retention (issue 5): a site with `settings.retentionDays = N` keeps transcripts for N
-//! days after they ended (or were created, when they never ended); older ones are deleted,
-//! or with `retentionMode = "anonymise"` kept as counts with their text removed. Each sweep
+//! days after they ended (or were created, when they never ended), and offline messages for
+//! N days after they were sent; older ones are deleted, or with `retentionMode =
+//! "anonymise"` kept as counts with their text (and the sender's name and e-mail) removed. Each sweep
 //! that touched something is recorded in the site's audit log (`retention.run`, no actor
 //! for the timer).
 //!
@@ -49,30 +50,31 @@ fn policy(site: &Site) -> Option<(i64, RetentionMode)> {
     Some((days, mode))
 }
 
+/// What one site's sweep touched: transcripts, and offline messages.
+type Swept = (i64, RetentionMode, Purged, u64);
+
 /// Applies one site's retention at `now`; `None` when it keeps transcripts forever.
-async fn sweep_site(
-    p: &Privacy,
-    site: &Site,
-    actor: Option<AgentId>,
-    now: i64,
-) -> Result<Option<(i64, RetentionMode, Purged)>, Failure> {
+async fn sweep_site(p: &Privacy, site: &Site, actor: Option<AgentId>, now: i64) -> Result<Option<Swept>, Failure> {
     let Some((days, mode)) = policy(site) else { return Ok(None) };
     let before = now - days * DAY_MS;
     let purged = p.store.purge_history(site.id, before, mode).await?;
-    if purged.chats > 0 || purged.messages > 0 {
+    let offline = p.store.purge_offline_messages(site.id, before, mode).await?;
+    if purged.chats > 0 || purged.messages > 0 || offline > 0 {
         let details = json!({"retentionDays": days, "mode": mode, "before": before,
-                             "chats": purged.chats, "messages": purged.messages});
+                             "chats": purged.chats, "messages": purged.messages, "offlineMessages": offline});
         audit::record(p, site.id, actor, "retention.run", String::new(), details).await?;
-        tracing::info!(site = %site.id, chats = purged.chats, messages = purged.messages, ?mode, "retention applied");
+        let (chats, messages) = (purged.chats, purged.messages);
+        tracing::info!(site = %site.id, chats, messages, offline_messages = offline, ?mode, "retention applied");
     }
-    Ok(Some((days, mode, purged)))
+    Ok(Some((days, mode, purged, offline)))
 }
 
-fn outcome(site: SiteId, swept: Option<(i64, RetentionMode, Purged)>) -> Value {
+fn outcome(site: SiteId, swept: Option<Swept>) -> Value {
     match swept {
-        None => json!({"siteId": site, "retentionDays": null, "chats": 0, "messages": 0}),
-        Some((days, mode, purged)) => json!({"siteId": site, "retentionDays": days, "mode": mode,
-                                             "chats": purged.chats, "messages": purged.messages}),
+        None => json!({"siteId": site, "retentionDays": null, "chats": 0, "messages": 0, "offlineMessages": 0}),
+        Some((days, mode, purged, offline)) => json!({"siteId": site, "retentionDays": days, "mode": mode,
+                                             "chats": purged.chats, "messages": purged.messages,
+                                             "offlineMessages": offline}),
     }
 }
 
