@@ -116,6 +116,8 @@ pub(crate) fn message_from_row(d: Dialect, row: MessageRow) -> BackendResult<Mes
         client_message_id: cmid,
         send_time,
         send_time_ms: ms,
+        rev: 0,
+        rebuild: false,
     })
 }
 
@@ -125,6 +127,45 @@ pub(crate) fn message_from_row(d: Dialect, row: MessageRow) -> BackendResult<Mes
 pub(crate) fn fts5_query(text: &str) -> Option<String> {
     let words: Vec<String> = text.split_whitespace().map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect();
     (!words.is_empty()).then(|| words.join(" "))
+}
+
+/// How much text one search part of a chat covers before the next part starts (characters,
+/// each message counting its length plus one separator). Migration 0007 cuts parts at the
+/// same size (PostgreSQL: its insert trigger; both: the backfill). Bounded parts keep the
+/// cost of appending a message bounded; a chat's whole text is never rewritten.
+pub(crate) const SEARCH_PART_CHARS: i64 = 8192;
+
+/// Text to add to one search part: `append` to the chat's open part (or create it).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PartText {
+    pub part: i64,
+    pub chars: i64,
+    pub body: String,
+}
+
+/// Places a chat's new messages (in seq order) after its open part `(part, chars)`, if it
+/// has one: a message starting at or past [`SEARCH_PART_CHARS`] into the open part goes to
+/// the next part. Returns the text per part, in part order.
+pub(crate) fn place_in_parts<'a>(
+    open: Option<(i64, i64)>,
+    contents: impl IntoIterator<Item = &'a str>,
+) -> Vec<PartText> {
+    let (base, mut offset) = open.unwrap_or((0, 0));
+    let mut parts: Vec<PartText> = Vec::new();
+    for content in contents {
+        let len = content.chars().count() as i64 + 1;
+        let part = base + offset / SEARCH_PART_CHARS;
+        offset += len;
+        match parts.last_mut() {
+            Some(p) if p.part == part => {
+                p.chars += len;
+                p.body.push(' ');
+                p.body.push_str(content);
+            }
+            _ => parts.push(PartText { part, chars: len, body: content.to_owned() }),
+        }
+    }
+    parts
 }
 
 /// The earliest agent message per chat of a batch: `(chat_id, send_time_ms)`.
@@ -143,12 +184,32 @@ pub(crate) fn first_responses(batch: &[frontdesk_core::history::HistoryWrite]) -
 
 #[cfg(test)]
 mod tests {
-    use super::fts5_query;
+    use super::{fts5_query, place_in_parts, PartText, SEARCH_PART_CHARS};
 
     #[test]
     fn fts5_queries_quote_every_word() {
         assert_eq!(fts5_query("refund  order").as_deref(), Some("\"refund\" \"order\""));
         assert_eq!(fts5_query("a\"b OR").as_deref(), Some("\"a\"\"b\" \"OR\""));
         assert_eq!(fts5_query("   "), None);
+    }
+
+    #[test]
+    fn parts_fill_up_then_the_next_one_opens() {
+        let long = "x".repeat(SEARCH_PART_CHARS as usize - 5);
+        // A new chat: the first message opens part 0; the next one still starts inside it.
+        let parts = place_in_parts(None, [long.as_str(), "hello", "world"]);
+        assert_eq!(
+            parts,
+            vec![
+                PartText { part: 0, chars: SEARCH_PART_CHARS + 2, body: format!("{long} hello") },
+                PartText { part: 1, chars: 6, body: "world".into() },
+            ]
+        );
+        // Appends go to the open part until it is full, and never to an older one.
+        let parts = place_in_parts(Some((3, 100)), ["a", "b"]);
+        assert_eq!(parts, vec![PartText { part: 3, chars: 4, body: "a b".into() }]);
+        let parts = place_in_parts(Some((3, SEARCH_PART_CHARS)), ["a"]);
+        assert_eq!(parts, vec![PartText { part: 4, chars: 2, body: "a".into() }]);
+        assert!(place_in_parts(Some((0, 0)), []).is_empty());
     }
 }

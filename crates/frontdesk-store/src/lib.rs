@@ -11,6 +11,7 @@
 //! - `convert`: ids, JSON and rows, shared by both dialects.
 //! - `history_rows`: rows of the history tables (chats, messages) shared by both dialects'
 //!   `history` modules (write-behind batches, search, transcripts).
+//! - `offline_rows`: the `offline_messages` row both dialects' `offline` modules read.
 //! - `migrate`: runs the embedded migrations and reports the versions applied.
 //! - `migrations/sqlite/`, `migrations/postgres/`: `NNNN_name.sql`, append-only, embedded
 //!   at build time. Both folders declare the same versions (a test checks it); each new
@@ -26,7 +27,9 @@ mod agents_rows;
 mod convert;
 mod error;
 mod history_rows;
+mod message_writes;
 mod migrate;
+mod offline_rows;
 pub mod postgres;
 mod privacy_rows;
 mod report_sql;

@@ -35,6 +35,10 @@ mod privacy;
 mod reports;
 // end reports, retention, privacy
 
+// offline messages
+mod offline;
+// end offline messages
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Advisory-lock key serialising `migrate` across nodes ("frontdes" in ASCII).
@@ -438,4 +442,47 @@ impl Store for PostgresStore {
         self.privacy_audit_log(site_id, after, limit).await
     }
     // end reports, retention, privacy
+
+    // offline messages
+    async fn list_offline_messages(
+        &self,
+        query: &frontdesk_core::history::OfflineQuery,
+    ) -> BackendResult<frontdesk_core::history::OfflinePage> {
+        self.offline_list(query).await
+    }
+
+    async fn offline_message(
+        &self,
+        site_id: SiteId,
+        id: frontdesk_core::id::Id,
+    ) -> BackendResult<Option<frontdesk_core::history::OfflineMessage>> {
+        self.offline_get(site_id, id).await
+    }
+
+    async fn set_offline_message_handled(
+        &self,
+        site_id: SiteId,
+        id: frontdesk_core::id::Id,
+        by: Option<(AgentId, i64)>,
+    ) -> BackendResult<Option<frontdesk_core::history::OfflineMessage>> {
+        self.offline_set_handled(site_id, id, by).await
+    }
+
+    async fn erase_visitor_offline_messages(
+        &self,
+        site_id: SiteId,
+        visitor_id: frontdesk_core::id::VisitorId,
+    ) -> BackendResult<u64> {
+        self.offline_erase_visitor(site_id, visitor_id).await
+    }
+
+    async fn purge_offline_messages(
+        &self,
+        site_id: SiteId,
+        before: i64,
+        mode: frontdesk_core::reports::RetentionMode,
+    ) -> BackendResult<u64> {
+        self.offline_purge(site_id, before, mode).await
+    }
+    // end offline messages
 }

@@ -16,7 +16,8 @@ const PER_CHAT: usize = 100;
 const BATCH: usize = 500;
 const WORDS: &[&str] = &["parcel", "refund", "invoice", "delivery", "zanzibar", "umbrella"];
 
-async fn measure(store: Arc<dyn Store>) -> (f64, Vec<f64>) {
+/// The load time (s) and every search's (word, latency in ms), in the order they ran.
+async fn measure(store: Arc<dyn Store>) -> (f64, Vec<(&'static str, f64)>) {
     let ids = IdGenerator::new(11).expect("ids");
     let site = Site {
         id: ids.next().expect("id"),
@@ -65,23 +66,37 @@ async fn measure(store: Arc<dyn Store>) -> (f64, Vec<f64>) {
             .list_chats(&ChatQuery { site_id: site.id, text: Some(word.into()), limit: 20, ..ChatQuery::default() })
             .await
             .expect("search");
-        latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+        latencies.push((word, t.elapsed().as_secs_f64() * 1000.0));
         assert!(!page.chats.is_empty(), "{word} is in the corpus");
     }
-    latencies.sort_by(|a, b| a.total_cmp(b));
     (load, latencies)
 }
 
-fn report(name: &str, (load, l): (f64, Vec<f64>)) {
-    let q = |p: f64| l[((l.len() as f64 * p).ceil() as usize).saturating_sub(1).min(l.len() - 1)];
+/// The `p` quantile of sorted `l` (nearest rank).
+fn quantile(l: &[f64], p: f64) -> f64 {
+    l[((l.len() as f64 * p).ceil() as usize).saturating_sub(1).min(l.len() - 1)]
+}
+
+fn report(name: &str, (load, runs): (f64, Vec<(&'static str, f64)>)) {
+    let mut l: Vec<f64> = runs.iter().map(|(_, ms)| *ms).collect();
+    l.sort_by(|a, b| a.total_cmp(b));
     println!(
         "{name}: {} messages loaded in {load:.0} s; search p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         CHATS * PER_CHAT,
-        q(0.5),
-        q(0.9),
-        q(0.99),
+        quantile(&l, 0.5),
+        quantile(&l, 0.9),
+        quantile(&l, 0.99),
         l[l.len() - 1]
     );
+    for word in WORDS {
+        let mut w: Vec<f64> = runs.iter().filter(|(x, _)| x == word).map(|(_, ms)| *ms).collect();
+        w.sort_by(|a, b| a.total_cmp(b));
+        println!("{name}:   {word:<9} p50 {:.1} ms, max {:.1} ms", quantile(&w, 0.5), w[w.len() - 1]);
+    }
+    let mut slowest: Vec<(usize, &(&str, f64))> = runs.iter().enumerate().collect();
+    slowest.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+    let slowest: Vec<String> = slowest.iter().take(5).map(|(i, (w, ms))| format!("#{i} {w} {ms:.0} ms")).collect();
+    println!("{name}:   slowest: {}", slowest.join(", "));
 }
 
 #[tokio::test]
@@ -108,5 +123,11 @@ async fn search_latency_postgres() {
     let (base, _) = admin_url.rsplit_once('/').expect("url with a database");
     let store = frontdesk_store::connect(&format!("{base}/{name}")).await.expect("connect");
     store.migrate().await.expect("migrate");
-    report("postgres", measure(store).await);
+    report("postgres", measure(store.clone()).await);
+    // A million rows take about a gigabyte: the database goes once measured.
+    drop(store);
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
+        .execute(admin.pool())
+        .await
+        .expect("drop database");
 }

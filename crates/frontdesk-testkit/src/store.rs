@@ -101,6 +101,14 @@ macro_rules! store_contract_tests {
             history_search_finds_one_word_within_its_site,
             history_filters_select_their_chats,
             history_pages_have_no_gaps_or_duplicates,
+            history_a_rebuild_keeps_one_message_per_client_message_id,
+            history_a_late_job_never_undoes_a_rebuilds_seq,
+            history_merged_transcripts_do_not_depend_on_job_order,
+            search_ranks_the_chat_most_about_the_words_first,
+            search_finds_words_spread_over_a_chats_messages,
+            search_finds_a_long_chat_once_by_its_first_and_last_words,
+            search_ranking_ignores_replayed_batches,
+            search_pages_follow_relevance_without_gaps_or_repeats,
             // end history
             // reports, retention, privacy
             reports_figures_match_a_hand_computed_fixture,
@@ -110,6 +118,11 @@ macro_rules! store_contract_tests {
             erase_removes_a_visitor_of_its_site_only,
             site_settings_merge_and_the_audit_log_pages,
             // end reports, retention, privacy
+            // offline messages
+            offline_messages_replay_without_changes_and_page_newest_first,
+            offline_messages_are_marked_handled_within_their_site,
+            offline_messages_are_erased_per_visitor_and_swept_by_retention,
+            // end offline messages
         );
     };
     ($make:expr $(,)?) => {
@@ -450,10 +463,17 @@ pub mod cases {
     // history
     mod history;
     pub use history::*;
+    mod search;
+    pub use search::*;
     // end history
 
     // reports, retention, privacy
     mod reports;
     pub use reports::*;
     // end reports, retention, privacy
+
+    // offline messages
+    mod offline;
+    pub use offline::*;
+    // end offline messages
 }

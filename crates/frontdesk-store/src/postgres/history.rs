@@ -1,8 +1,20 @@
-//! Chat history on PostgreSQL (migration 0004): applying write-behind batches in one
-//! transaction (messages in one `UNNEST` statement per batch), listing a site's chats with
-//! filters, full-text search (`websearch_to_tsquery('simple', …)` against the generated
-//! 'simple' `tsvector` columns, ranked by `ts_rank`) and keyset paging, and reading a
-//! transcript. The `Store` impl in `postgres.rs` delegates here.
+//! Chat history on PostgreSQL (migrations 0004, 0007, 0008): applying write-behind batches
+//! in one transaction (messages in `UNNEST` statements per batch; migration 0007's triggers
+//! append what they inserted to the chats' search parts), listing a site's chats with
+//! filters, full-text search (`websearch_to_tsquery('simple', …)` against the chats' text
+//! parts and the visitor's name and email, ranked by `ts_rank`, best part per chat) and
+//! keyset paging, and reading a transcript. The `Store` impl in `postgres.rs` delegates here.
+//!
+//! Messages are versioned (issue #8, the rules in `frontdesk_core::history`): after the
+//! batch's chats, rebuild records (each chat's newest rebuild in the batch, see
+//! [`MessageWrites`]) take out the copies they merged away, insert or renumber, and raise
+//! `chats.merged_rev`, each statement skipping records older than their chat's last
+//! rebuild; then ordinary records are inserted, never updated (`ON CONFLICT DO NOTHING`
+//! covers the id and the (chat, clientMessageId) index). A chat that lost a copy lost its
+//! search text too (0007's trigger), so its parts are written again whole from its
+//! remaining messages. Concurrent batches of two nodes: a rebuild that meets an ordinary
+//! copy another transaction has not committed yet fails on the (chat, clientMessageId)
+//! index; the worker then applies its jobs one by one, and the retry sees the copy.
 
 use std::collections::HashMap;
 
@@ -16,6 +28,7 @@ use crate::convert;
 use crate::history_rows::{
     self, first_responses, members_by_chat, message_columns, summary_from_row, MessageRow, SummaryRow,
 };
+use crate::message_writes::MessageWrites;
 
 macro_rules! summary_columns {
     () => {
@@ -44,15 +57,70 @@ const ADD_MEMBERS: &str = "INSERT INTO chat_members (chat_id, agent_id, added_at
      WHERE EXISTS (SELECT 1 FROM chats WHERE id = $1 AND site_id = $4) \
      ON CONFLICT (chat_id, agent_id) DO NOTHING";
 
-const UPSERT_MESSAGES: &str = concat!(
+/// A batch's messages as rows `u`, columns in [`message_columns`] order, then `rev`.
+macro_rules! unnest_messages {
+    () => {
+        "UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], \
+         $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[]) \
+         AS u (id, chat_id, site_id, seq, data_offset, message_type, sender_id, sender_name, content, \
+         client_message_id, send_time, send_time_ms, rev) \
+         WHERE u.rev >= COALESCE((SELECT c.merged_rev FROM chats c WHERE c.id = u.chat_id), 0)"
+    };
+}
+
+/// Ordinary records: inserted only, and only when no row holds their id or their (chat,
+/// clientMessageId) and their chat's last rebuild is not newer than them. Migration 0007's
+/// trigger appends what this inserts to the chats' search parts.
+const INSERT_MESSAGES: &str = concat!(
     "INSERT INTO messages (",
     message_columns!(),
-    ") SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], \
-     $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[]) \
-     ON CONFLICT (id) DO UPDATE SET seq = EXCLUDED.seq, data_offset = EXCLUDED.data_offset \
-     WHERE messages.chat_id = EXCLUDED.chat_id \
-     AND (messages.seq <> EXCLUDED.seq OR messages.data_offset <> EXCLUDED.data_offset)"
+    ", rev) SELECT u.* FROM ",
+    unnest_messages!(),
+    " ON CONFLICT DO NOTHING"
 );
+
+/// Rebuild records not older than their chat's last rebuild: new ones inserted, stored
+/// ones renumbered (their text never changes, so search is untouched).
+const UPSERT_REBUILT: &str = concat!(
+    "INSERT INTO messages (",
+    message_columns!(),
+    ", rev) SELECT u.* FROM ",
+    unnest_messages!(),
+    " ON CONFLICT (id) DO UPDATE SET seq = EXCLUDED.seq, data_offset = EXCLUDED.data_offset, rev = EXCLUDED.rev \
+     WHERE messages.chat_id = EXCLUDED.chat_id \
+     AND (messages.seq, messages.data_offset, messages.rev) IS DISTINCT FROM \
+     (EXCLUDED.seq, EXCLUDED.data_offset, EXCLUDED.rev)"
+);
+
+/// The copies a rebuild merged away: its messages' clientMessageIds under other ids. Its
+/// chats lose their search text (migration 0007's trigger); they are returned.
+const DROP_MERGED_AWAY: &str = "WITH r AS (SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bigint[]) \
+     AS r (id, chat_id, client_message_id, rev) WHERE r.client_message_id IS NOT NULL \
+     AND r.rev >= COALESCE((SELECT c.merged_rev FROM chats c WHERE c.id = r.chat_id), 0)) \
+     DELETE FROM messages m USING r \
+     WHERE m.chat_id = r.chat_id AND m.client_message_id = r.client_message_id AND m.id <> r.id \
+     RETURNING m.chat_id, m.site_id";
+
+const RAISE_MERGED_REV: &str = "UPDATE chats c SET merged_rev = r.rev \
+     FROM (SELECT chat_id, site_id, MAX(rev) AS rev FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[]) \
+     AS r (chat_id, site_id, rev) GROUP BY chat_id, site_id) r \
+     WHERE c.id = r.chat_id AND c.site_id = r.site_id AND c.merged_rev < r.rev";
+
+const DROP_CHAT_TEXT: &str =
+    "DELETE FROM chat_text t USING UNNEST($1::bigint[], $2::bigint[]) AS k (chat_id, site_id) \
+     WHERE t.chat_id = k.chat_id AND t.site_id = k.site_id";
+
+/// Chats' search parts written again from their stored messages, cut as migration 0007
+/// cuts them.
+const WRITE_CHAT_TEXT: &str = "INSERT INTO chat_text (chat_id, site_id, part, chars, tsv) \
+     SELECT chat_id, site_id, part, SUM(length(content) + 1), \
+     to_tsvector('simple', string_agg(content, ' ' ORDER BY seq, id)) \
+     FROM (SELECT m.chat_id, m.site_id, m.seq, m.id, m.content, \
+     (SUM(length(m.content) + 1) OVER (PARTITION BY m.chat_id, m.site_id ORDER BY m.seq, m.id \
+     ROWS UNBOUNDED PRECEDING) - length(m.content) - 1) / 8192 AS part \
+     FROM messages m JOIN UNNEST($1::bigint[], $2::bigint[]) AS k (chat_id, site_id) \
+     ON m.chat_id = k.chat_id AND m.site_id = k.site_id) x \
+     GROUP BY chat_id, site_id, part";
 
 const UPSERT_VISITOR: &str = "INSERT INTO visitors (id, site_id, name, email, custom_variables, first_seen, \
      last_seen, visit_count, page_views, version) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10) \
@@ -80,6 +148,7 @@ struct MessageColumns {
     cmid: Vec<Option<String>>,
     send_time: Vec<String>,
     send_ms: Vec<i64>,
+    rev: Vec<i64>,
 }
 
 impl MessageColumns {
@@ -107,6 +176,7 @@ impl MessageColumns {
             cols.cmid.push(m.client_message_id.clone());
             cols.send_time.push(m.send_time.clone());
             cols.send_ms.push(m.send_time_ms);
+            cols.rev.push(m.rev);
         }
         Ok(cols)
     }
@@ -118,35 +188,23 @@ impl PostgresStore {
             return Ok(());
         }
         let mut tx = self.pool().begin().await.map_err(db_err)?;
-        // Chats first (messages and members refer to them), then messages in one statement,
-        // then visitors. Order inside each kind is the batch's, so last-writer-wins holds.
-        let mut messages = Vec::new();
+        // Chats first (messages and members refer to them, and they carry the merged revs),
+        // then messages (rebuild records, then ordinary ones: see `MessageWrites`), then
+        // visitors. Order inside each kind is the batch's, so last-writer-wins holds.
         for write in batch {
             match write {
                 HistoryWrite::Chat(c) => upsert_chat(&mut tx, c).await?,
-                HistoryWrite::Message(m) => messages.push(m),
-                HistoryWrite::Visitor(_) => {}
+                HistoryWrite::Message(_) | HistoryWrite::Visitor(_) => {}
                 HistoryWrite::AgentStatus(change) => super::reports::insert_status(&mut tx, change).await?,
+                HistoryWrite::OfflineMessage(m) => super::offline::insert(&mut tx, m).await?,
             }
         }
-        if !messages.is_empty() {
-            let c = MessageColumns::of(&messages)?;
-            sqlx::query(UPSERT_MESSAGES)
-                .bind(c.id)
-                .bind(c.chat)
-                .bind(c.site)
-                .bind(c.seq)
-                .bind(c.offset)
-                .bind(c.kind)
-                .bind(c.sender)
-                .bind(c.sender_name)
-                .bind(c.content)
-                .bind(c.cmid)
-                .bind(c.send_time)
-                .bind(c.send_ms)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
+        let writes = MessageWrites::of(batch);
+        if !writes.rebuild.is_empty() {
+            apply_rebuild(&mut tx, &writes.rebuild).await?;
+        }
+        if !writes.ordinary.is_empty() {
+            insert_messages(&mut tx, INSERT_MESSAGES, &writes.ordinary).await?;
         }
         for write in batch {
             if let HistoryWrite::Visitor(v) = write {
@@ -184,8 +242,8 @@ impl PostgresStore {
         if let Some(text) = text {
             qb.push("WITH tq AS (SELECT websearch_to_tsquery('simple', ").push_bind(text.to_string());
             qb.push(
-                ") AS query), hits AS (SELECT m.chat_id, ts_rank(m.content_tsv, tq.query) AS rank \
-                 FROM messages m, tq WHERE m.content_tsv @@ tq.query AND m.site_id = ",
+                ") AS query), hits AS (SELECT p.chat_id, ts_rank(p.tsv, tq.query) AS rank \
+                 FROM chat_text p, tq WHERE p.tsv @@ tq.query AND p.site_id = ",
             );
             qb.push_bind(site);
             qb.push(
@@ -195,7 +253,17 @@ impl PostgresStore {
             qb.push_bind(site);
             // Lower is better, as with SQLite's bm25, so cursors compare the same way.
             qb.push("), ranked AS (SELECT chat_id, (-MAX(rank))::float8 AS score FROM hits GROUP BY chat_id) ");
-            qb.push(concat!("SELECT ", summary_columns!(), ", r.score FROM chats c JOIN ranked r ON r.chat_id = c.id"));
+            // Chats are read best first, each by its primary key (LATERAL … LIMIT 1 is never
+            // turned into a plain join), until the page is full: a page of 20 reads ~20
+            // chats, not every match. As a join, the plan would hang on statistics: before
+            // ANALYZE has seen a freshly loaded table the planner guesses a handful of matches
+            // and picks a nested loop over all the site's chats (3–5 s for a common word).
+            qb.push(concat!(
+                "SELECT ",
+                summary_columns!(),
+                ", r.score FROM (SELECT chat_id, score FROM ranked ORDER BY score, chat_id DESC) r \
+                 CROSS JOIN LATERAL (SELECT * FROM chats c0 WHERE c0.id = r.chat_id LIMIT 1) c"
+            ));
         } else {
             qb.push(concat!("SELECT ", summary_columns!(), ", 0.0::float8 FROM chats c"));
         }
@@ -232,9 +300,9 @@ impl PostgresStore {
         if let Some(after) = q.after {
             let id = convert::id_to_db(D, after.chat_id)?;
             if text.is_some() {
-                // The last chat's score now, not when its page was read: inserts elsewhere
-                // shift every bm25 score (corpus statistics) but rarely the order, so the
-                // page boundary is taken from where that chat stands now.
+                // The last chat's score now, not when its page was read: its text may have
+                // grown since, so the page boundary is taken from where that chat stands
+                // now.
                 let at = |qb: &mut QueryBuilder<_>| {
                     qb.push("COALESCE((SELECT score FROM ranked WHERE chat_id = ").push_bind(id);
                     qb.push("), ").push_bind(after.score).push(")");
@@ -250,7 +318,8 @@ impl PostgresStore {
             qb.push(" AND c.id < ").push_bind(id).push("))");
         }
         if text.is_some() {
-            qb.push(" ORDER BY r.score ASC, c.id DESC");
+            // `r`'s own order (c.id = r.chat_id), so rows stream from it with no sort.
+            qb.push(" ORDER BY r.score ASC, r.chat_id DESC");
         } else {
             qb.push(" ORDER BY c.created_at DESC, c.id DESC");
         }
@@ -326,6 +395,62 @@ impl PostgresStore {
                 .collect::<BackendResult<_>>()?,
         }))
     }
+}
+
+/// Runs `sql` (one of the message inserts) over `messages`.
+async fn insert_messages(tx: &mut PgConnection, sql: &'static str, messages: &[&MessageRecord]) -> BackendResult<()> {
+    let c = MessageColumns::of(messages)?;
+    sqlx::query(sql)
+        .bind(c.id)
+        .bind(c.chat)
+        .bind(c.site)
+        .bind(c.seq)
+        .bind(c.offset)
+        .bind(c.kind)
+        .bind(c.sender)
+        .bind(c.sender_name)
+        .bind(c.content)
+        .bind(c.cmid)
+        .bind(c.send_time)
+        .bind(c.send_ms)
+        .bind(c.rev)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Applies rebuild records (of the newest rebuild per chat): merged-away copies out,
+/// messages in or renumbered, the chats' merged revs raised; chats that lost a copy get
+/// their search text written again whole. Records older than their chat's last rebuild
+/// change nothing (each statement checks).
+async fn apply_rebuild(tx: &mut PgConnection, records: &[&MessageRecord]) -> BackendResult<()> {
+    let (mut id, mut chat, mut site, mut cmid, mut rev) = (vec![], vec![], vec![], vec![], vec![]);
+    for m in records {
+        id.push(convert::id_to_db(D, m.id)?);
+        chat.push(convert::id_to_db(D, m.chat_id)?);
+        site.push(convert::id_to_db(D, m.site_id)?);
+        cmid.push(m.client_message_id.clone());
+        rev.push(m.rev);
+    }
+    let dropped: Vec<(i64, i64)> = sqlx::query_as(DROP_MERGED_AWAY)
+        .bind(&id)
+        .bind(&chat)
+        .bind(&cmid)
+        .bind(&rev)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    insert_messages(tx, UPSERT_REBUILT, records).await?;
+    sqlx::query(RAISE_MERGED_REV).bind(&chat).bind(&site).bind(&rev).execute(&mut *tx).await.map_err(db_err)?;
+    if dropped.is_empty() {
+        return Ok(());
+    }
+    let rewrite: std::collections::BTreeSet<(i64, i64)> = dropped.into_iter().collect();
+    let (chats, sites): (Vec<i64>, Vec<i64>) = rewrite.into_iter().unzip();
+    sqlx::query(DROP_CHAT_TEXT).bind(&chats).bind(&sites).execute(&mut *tx).await.map_err(db_err)?;
+    sqlx::query(WRITE_CHAT_TEXT).bind(&chats).bind(&sites).execute(&mut *tx).await.map_err(db_err)?;
+    Ok(())
 }
 
 async fn upsert_chat(tx: &mut PgConnection, c: &ChatRecord) -> BackendResult<()> {
