@@ -75,6 +75,8 @@ fn chat(env: &Env, visitor: Id, created: i64, ended: Option<i64>, text: &str) ->
         client_message_id: None,
         send_time: frontdesk_core::time::rfc3339(created),
         send_time_ms: created,
+        rev: 0,
+        rebuild: false,
     };
     (id, vec![HistoryWrite::Chat(record), HistoryWrite::Message(message)])
 }

@@ -61,6 +61,8 @@ fn may_belong(caller: &Caller, m: &ChatMembership) -> bool {
 /// this caller.
 pub(super) async fn recreate(chats: &Chats, caller: &Caller, chat_id: ChatId) -> Result<Option<ChatMeta>, Failure> {
     let Some(m) = chats.store.chat_membership(chat_id).await? else { return Ok(None) };
+    // Stamped with the generation as it stands now, not as this node last saw it.
+    chats.generation.check().await?;
     if !may_belong(caller, &m) {
         return Ok(None);
     }
@@ -98,6 +100,12 @@ impl Chats {
     pub(super) async fn current_meta(&self, chat_id: ChatId) -> Result<Option<ChatMeta>, Failure> {
         match self.meta(chat_id).await? {
             Some(meta) if !meta.generation.is_empty() && meta.generation != self.generation.current() => {
+                // This node's view may be the stale one (it checks once a second): look again
+                // before forgetting a chat another node made in a newer generation.
+                self.generation.check().await?;
+                if meta.generation == self.generation.current() {
+                    return Ok(Some(meta));
+                }
                 forget_stale(self, &meta).await?;
                 Ok(None)
             }

@@ -7,8 +7,15 @@
 //! (SPEC §6: the client cannot have seen it), so `chat/sync`'s answer, which runs before
 //! this stage, carries them all; `chat.send_message`'s own message is in `data.message`.
 //! A client that sends no offsets gets the whole chat back and the jobs repeat messages
-//! already stored — harmless, since messages are keyed by id. `chat.rebuild` may renumber
-//! any message, so it records them all from the state store.
+//! already stored — harmless, since an ordinary message record only ever inserts.
+//!
+//! Versions (issue #8, `frontdesk_core::history`): an ordinary message record carries as
+//! `rev` the time this stage ran, after the event appended or read the message, so a
+//! rebuild whose `rev` is later saw it in the state store. `chat.rebuild` may renumber any
+//! message and keeps one message per `clientMessageId`, so it records every message of the
+//! merged chat from the state store as rebuild records, all with one `rev` taken just
+//! before that read: any message appended before that instant is in what it read, which is
+//! what lets the store drop ordinary records older than the chat's last rebuild.
 //!
 //! A publish that fails fails the request (`unavailable`): the client retries (with its
 //! `clientMessageId`, so nothing is appended twice) rather than a history write being lost.
@@ -18,9 +25,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use frontdesk_core::history::{
-    ChatRecord, HistoryJob, HistoryWrite, MessageRecord, VisitorHistory, HISTORY_JOB_VERSION, HISTORY_QUEUE,
-};
+use frontdesk_core::history::{ChatRecord, HistoryJob, HistoryWrite, MessageRecord, VisitorHistory, HISTORY_QUEUE};
 use frontdesk_core::id::{Id, SiteId, VisitorId};
 use frontdesk_core::object;
 use frontdesk_core::pipeline::{Caller, Ctx, Failure, Handler, Registry, Step};
@@ -54,7 +59,7 @@ impl Handler for Record {
         }
         let mut payloads = Vec::with_capacity(writes.len());
         for write in writes {
-            let job = HistoryJob { v: HISTORY_JOB_VERSION, write };
+            let job = HistoryJob::of(write);
             let bytes =
                 serde_json::to_vec(&job).map_err(|e| Failure::internal(format!("cannot encode a history job: {e}")))?;
             payloads.push(Bytes::from(bytes));
@@ -91,7 +96,11 @@ impl Record {
         let visitor = object::load::<VisitorRecord>(state, &visitor_key(meta.site_id, meta.visitor_id)).await?;
         let mut writes = vec![HistoryWrite::Chat(chat_record(&meta, visitor.as_ref()))];
         let mut messages: Vec<ChatMessage> = Vec::new();
-        if &*ctx.event == "chat.rebuild" {
+        let rebuild = &*ctx.event == "chat.rebuild";
+        // After the event appended or read its messages, and before a rebuild's read of the
+        // merged chat (see the module's notes on versions).
+        let rev = now_us();
+        if rebuild {
             let all =
                 state.zrange_by_score(&chat_messages_key(chat_id), f64::NEG_INFINITY, f64::INFINITY, None).await?;
             for (member, _) in all {
@@ -111,7 +120,7 @@ impl Record {
         let mut seen = HashSet::new();
         for m in messages {
             if m.chat_id == chat_id && seen.insert(m.id) {
-                writes.push(HistoryWrite::Message(message_record(meta.site_id, m)));
+                writes.push(HistoryWrite::Message(message_record(meta.site_id, m, rev, rebuild)));
             }
         }
         Ok(writes)
@@ -184,7 +193,7 @@ fn chat_record(meta: &ChatMeta, visitor: Option<&VisitorRecord>) -> ChatRecord {
     }
 }
 
-fn message_record(site: SiteId, m: ChatMessage) -> MessageRecord {
+fn message_record(site: SiteId, m: ChatMessage, rev: i64, rebuild: bool) -> MessageRecord {
     let send_time_ms = parse_rfc3339(&m.send_time).unwrap_or(0);
     MessageRecord {
         id: m.id,
@@ -199,5 +208,7 @@ fn message_record(site: SiteId, m: ChatMessage) -> MessageRecord {
         client_message_id: m.client_message_id,
         send_time: m.send_time,
         send_time_ms,
+        rev,
+        rebuild,
     }
 }

@@ -1,6 +1,8 @@
 //! Contract cases for durable chat history (issue 5): write-behind batches applied
 //! idempotently and last-writer-wins, transcripts in `seq` order and scoped to their site,
-//! full-text search within one site, filters, and keyset paging without gaps or duplicates.
+//! full-text search within one site, filters, and keyset paging without gaps or duplicates;
+//! and (issue #8) the transcript ends up as the last rebuild merged the chat, in whatever
+//! order and batches the jobs of a lost and rebuilt chat arrive.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -50,6 +52,8 @@ pub fn message_record(id: Id, chat: Id, site: Id, seq: i64, kind: i64, content: 
         client_message_id: None,
         send_time: format!("2026-01-01T00:00:{:02}.000Z", seq % 60),
         send_time_ms: CREATED_AT + seq * 1000,
+        rev: 0,
+        rebuild: false,
     }
 }
 
@@ -142,10 +146,12 @@ pub async fn history_transcripts_follow_seq_and_stay_in_their_site(store: Arc<dy
         .await
         .expect("apply");
     // A rebuild renumbers: m3 arrives between them and m2 moves to seq 3.
+    let rebuilt = |m: MessageRecord| HistoryWrite::Message(MessageRecord { rev: 5, rebuild: true, ..m });
     store
         .apply_history(&[
-            HistoryWrite::Message(message_record(m3, chat, a.id, 2, 1, "between")),
-            HistoryWrite::Message(message_record(m2, chat, a.id, 3, 2, "second")),
+            rebuilt(message_record(m1, chat, a.id, 1, 1, "first")),
+            rebuilt(message_record(m3, chat, a.id, 2, 1, "between")),
+            rebuilt(message_record(m2, chat, a.id, 3, 2, "second")),
         ])
         .await
         .expect("apply renumbered");
@@ -278,5 +284,177 @@ pub async fn history_pages_have_no_gaps_or_duplicates(store: Arc<dyn Store>) {
             expected.reverse();
             assert_eq!(seen, expected, "newest first");
         }
+    }
+}
+
+/// The jobs of one chat that lost its runtime state (issue #8), as the chaos checker found
+/// them, and the transcript they must leave whatever their order:
+/// - before the loss: A (visitor, `clientMessageId` a), B (agent), C (visitor, c; stored and
+///   shown to the agent, its answer lost, and its job too unless `c_job`) — and G (agent),
+///   whose job was lost;
+/// - after it: the visitor's rebuild R1 (A, B), then the visitor resends c as C′ (a new id,
+///   with a word no other message has); the agent's rebuild R2 uploads A, G, B, C: the union
+///   keeps C (the smaller id) over C′, and G's earlier `sendTime` renumbers B and C; then D;
+/// - B's job is redelivered (a node died before acking it), carrying its seq before R2.
+struct LostChat {
+    chat: Id,
+    /// Jobs in the order they were published.
+    jobs: Vec<HistoryWrite>,
+    /// (content, seq, data_offset) as R2 and D left the chat.
+    expected: Vec<(String, i64, i64)>,
+}
+
+impl LostChat {
+    fn new(ids: &IdGenerator, site: Id, c_job: bool) -> (LostChat, ChatRecord) {
+        let chat = next(ids);
+        let (a, b, c, g, c2, d) = (next(ids), next(ids), next(ids), next(ids), next(ids), next(ids));
+        let msg =
+            |id: Id, seq: i64, offset: i64, kind: i64, text: &str, cmid: Option<&str>, rev: i64, rebuild: bool| {
+                let mut m = message_record(id, chat, site, seq, kind, text);
+                m.data_offset = offset;
+                m.client_message_id = cmid.map(str::to_owned);
+                // sendTime in the order the messages were written: G before B.
+                let at = match text {
+                    "alpha hello" => 1,
+                    "gamma refund policy" => 2,
+                    "bravo what can I do" => 3,
+                    "charlie my order" => 4,
+                    _ => 5,
+                };
+                m.send_time = format!("2026-01-01T00:00:{at:02}.000Z");
+                HistoryWrite::Message(MessageRecord { rev, rebuild, ..m })
+            };
+        let (v, ag) = (1, 2);
+        let mut jobs = vec![
+            msg(a, 1, 1, v, "alpha hello", Some("a"), 10, false),
+            msg(b, 2, 1, ag, "bravo what can I do", None, 11, false),
+            msg(c, 3, 2, v, "charlie my order", Some("c"), 12, false),
+            // R1: the visitor's copy.
+            msg(a, 1, 1, v, "alpha hello", Some("a"), 20, true),
+            msg(b, 2, 1, ag, "bravo what can I do", None, 20, true),
+            msg(c2, 3, 2, v, "charlie my order zebra", Some("c"), 21, false),
+            // R2: the union with the agent's copy, renumbered in sendTime order.
+            msg(a, 1, 1, v, "alpha hello", Some("a"), 30, true),
+            msg(g, 2, 1, ag, "gamma refund policy", None, 30, true),
+            msg(b, 3, 2, ag, "bravo what can I do", None, 30, true),
+            msg(c, 4, 2, v, "charlie my order", Some("c"), 30, true),
+            msg(d, 5, 3, ag, "delta it ships today", None, 31, false),
+            // B's job once more, late.
+            msg(b, 2, 1, ag, "bravo what can I do", None, 11, false),
+        ];
+        if !c_job {
+            jobs.remove(2);
+        }
+        let expected = [
+            ("alpha hello", 1, 1),
+            ("gamma refund policy", 2, 1),
+            ("bravo what can I do", 3, 2),
+            ("charlie my order", 4, 2),
+            ("delta it ships today", 5, 3),
+        ];
+        let expected = expected.iter().map(|(t, s, o)| (t.to_string(), *s, *o)).collect();
+        (LostChat { chat, jobs, expected }, chat_record(chat, site, next(ids), 0, 1))
+    }
+
+    async fn check(&self, store: &dyn Store, site: Id, order: &str) {
+        let t = transcript(store, site, self.chat).await;
+        let got: Vec<(String, i64, i64)> =
+            t.messages.iter().map(|m| (m.content.clone(), m.seq, m.data_offset)).collect();
+        assert_eq!(got, self.expected, "the transcript after the jobs {order}");
+        let found = |words: &str| {
+            let q = ChatQuery { text: Some(words.into()), ..query(site) };
+            async move { list(store, &q).await.into_iter().map(|c| c.chat_id).collect::<Vec<_>>() }
+        };
+        assert!(found("gamma refund").await.contains(&self.chat), "the rebuilt chat is searchable ({order})");
+        assert!(found("delta ships").await.contains(&self.chat), "and its later messages too ({order})");
+        assert!(!found("zebra").await.contains(&self.chat), "the merged-away copy's text is gone ({order})");
+    }
+}
+
+/// Bug 1 of issue #8: a resend stored under a new id after a lost state, merged away by the
+/// rebuild's union (one message per clientMessageId), used to stay in the transcript.
+pub async fn history_a_rebuild_keeps_one_message_per_client_message_id(store: Arc<dyn Store>) {
+    let ids = ids();
+    let (a, _) = two_sites(&*store, &ids).await;
+    let (lost, chat) = LostChat::new(&ids, a.id, false);
+    store.apply_history(&[HistoryWrite::Chat(chat)]).await.expect("the chat");
+    // As published, one job per batch: C′ is stored (no other row has c then) until R2.
+    for job in &lost.jobs {
+        store.apply_history(std::slice::from_ref(job)).await.expect("apply");
+        if matches!(job, HistoryWrite::Message(m) if m.content.contains("zebra")) {
+            let t = transcript(&*store, a.id, lost.chat).await;
+            assert!(t.messages.iter().any(|m| m.content.contains("zebra")), "C′ is stored before R2");
+        }
+    }
+    lost.check(&*store, a.id, "in order").await;
+    // Replaying everything at once changes nothing.
+    store.apply_history(&lost.jobs).await.expect("replay");
+    lost.check(&*store, a.id, "replayed").await;
+}
+
+/// Bug 2 of issue #8: an older job (redelivered, or a rebuild before the last one) used to
+/// put back a seq that a rebuild renumbered.
+pub async fn history_a_late_job_never_undoes_a_rebuilds_seq(store: Arc<dyn Store>) {
+    let ids = ids();
+    let (a, _) = two_sites(&*store, &ids).await;
+    let (lost, chat) = LostChat::new(&ids, a.id, true);
+    store.apply_history(&[HistoryWrite::Chat(chat)]).await.expect("the chat");
+    // R2 and D first, then everything older, one by one, then R1's records once more.
+    let (newest, older): (Vec<_>, Vec<_>) =
+        lost.jobs.iter().cloned().partition(|j| matches!(j, HistoryWrite::Message(m) if m.rev >= 30));
+    store.apply_history(&newest).await.expect("the newest");
+    for job in older.iter().rev() {
+        store.apply_history(std::slice::from_ref(job)).await.expect("apply a late job");
+    }
+    lost.check(&*store, a.id, "late").await;
+}
+
+/// The two rules together in many orders: each order on its own chat, the final transcript
+/// always the one R2 and D left.
+pub async fn history_merged_transcripts_do_not_depend_on_job_order(store: Arc<dyn Store>) {
+    let ids = ids();
+    let (a, _) = two_sites(&*store, &ids).await;
+    // A fixed pseudo-random sequence (an LCG), so a failure names a reproducible order.
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut random = move |n: usize| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) as usize % n
+    };
+    for round in 0..12 {
+        let (lost, chat) = LostChat::new(&ids, a.id, round % 2 == 1);
+        store.apply_history(&[HistoryWrite::Chat(chat)]).await.expect("the chat");
+        let mut jobs = lost.jobs.clone();
+        let how = match round {
+            0 => "all in one batch".to_owned(),
+            1 => {
+                jobs.reverse();
+                "reversed, in one batch".to_owned()
+            }
+            _ => {
+                for i in (1..jobs.len()).rev() {
+                    jobs.swap(i, random(i + 1));
+                }
+                format!("shuffled (round {round})")
+            }
+        };
+        let order: Vec<String> = jobs
+            .iter()
+            .map(|j| match j {
+                HistoryWrite::Message(m) => format!("{}@{}", m.content.split(' ').next().unwrap_or(""), m.rev),
+                _ => String::new(),
+            })
+            .collect();
+        if round < 2 {
+            store.apply_history(&jobs).await.expect("apply");
+        } else {
+            // Batches of 1 to 4 jobs, as a worker's fetches cut them.
+            let mut rest = &jobs[..];
+            while !rest.is_empty() {
+                let n = (1 + random(4)).min(rest.len());
+                store.apply_history(&rest[..n]).await.expect("apply");
+                rest = &rest[n..];
+            }
+        }
+        lost.check(&*store, a.id, &format!("{how}: {order:?}")).await;
     }
 }
