@@ -213,13 +213,15 @@
         waiting.delete(f.id);
       } else if (f.push) onPush(f.push, f.data || {});
     };
-    ws.onclose = () => {
+    ws.onclose = (ev) => {
       ws = null;
       wsOpen = false;
       for (const done of waiting.values()) done({ code: -1, error: { kind: 'unavailable', message: 'connection lost' } });
       waiting.clear();
       renderConn();
       if (!auth) return;
+      // 4001: this session was signed out (here, in another tab, or revoked): no reconnecting.
+      if (ev && ev.code === 4001) return void logout(true);
       const delay = Math.min(30000, 1000 * 2 ** retry++) * (0.5 + Math.random() / 2);
       reconnectTimer = setTimeout(connect, delay);
     };

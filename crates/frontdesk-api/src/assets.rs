@@ -73,7 +73,7 @@ fn console_response(path: &str) -> Response {
         None if !path.contains('.') => match ConsoleFiles::get("index.html") {
             Some(file) => ("index.html", file),
             None => {
-                return (StatusCode::NOT_FOUND, security, "the console was not built into this binary").into_response()
+                return (StatusCode::NOT_FOUND, security, "the console was not built into this binary").into_response();
             }
         },
         None => return (StatusCode::NOT_FOUND, security, "no such console file").into_response(),

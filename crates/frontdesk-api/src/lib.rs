@@ -53,6 +53,8 @@ pub struct AppInner {
     pub queues: Vec<String>,
     /// Flips to true when the node starts shutting down; sockets close with 1001.
     pub shutdown: watch::Sender<bool>,
+    /// Open sockets per client address, capped (`ws_max_connections_per_ip`).
+    pub sockets_per_ip: Arc<ws::SocketsPerIp>,
 }
 
 impl AppState {
@@ -63,9 +65,21 @@ impl AppState {
         node_id: u16,
         metrics: PrometheusHandle,
         queues: Vec<String>,
+        max_sockets_per_ip: usize,
     ) -> Self {
         let (shutdown, _) = watch::channel(false);
-        let inner = AppInner { backends, engine, hub, node_id, metrics, started: Instant::now(), queues, shutdown };
+        let sockets_per_ip = ws::SocketsPerIp::new(max_sockets_per_ip);
+        let inner = AppInner {
+            backends,
+            engine,
+            hub,
+            node_id,
+            metrics,
+            started: Instant::now(),
+            queues,
+            shutdown,
+            sockets_per_ip,
+        };
         Self { inner: Arc::new(inner) }
     }
 

@@ -16,6 +16,8 @@ const ISSUER: &str = "frontdesk";
 const AGENT_AUDIENCE: &str = "frontdesk-agent";
 const VISITOR_AUDIENCE: &str = "frontdesk-visitor";
 const SIGNING_KEY: &str = "jwt_hs256";
+/// Longer than any token this server issues (~400 bytes); longer ones are refused unread.
+const MAX_TOKEN_LEN: usize = 4096;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -89,6 +91,9 @@ impl Tokens {
 
     /// The caller a token stands for. Every way a token can be wrong is `unauthorized`.
     pub fn verify(&self, token: &str) -> Result<Caller, Failure> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(Failure::unauthorized("the token is malformed (too long)"));
+        }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AGENT_AUDIENCE, VISITOR_AUDIENCE]);
@@ -162,7 +167,10 @@ mod tests {
             exp: 2,
         };
         let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &t.encoding).expect("encode");
-        for (name, token) in [("forged", forged), ("none", none), ("expired", expired), ("junk", "a.b.c".into())] {
+        let long = format!("{good}{}", "A".repeat(MAX_TOKEN_LEN));
+        for (name, token) in
+            [("forged", forged), ("none", none), ("expired", expired), ("junk", "a.b.c".into()), ("long", long)]
+        {
             let e = t.verify(&token).expect_err(name);
             assert_eq!(e.kind, ErrorKind::Unauthorized, "{name}");
         }

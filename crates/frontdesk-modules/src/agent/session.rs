@@ -5,7 +5,8 @@
 //! only as its SHA-256. A refresh rotates the refresh token; presenting a rotated one again
 //! means it leaked, so the whole session is revoked. Revoking a session marks it in the
 //! state store (`model::session_key`, read by `auth/resolve_caller` on every call) before
-//! the store, so its access tokens stop working at once.
+//! the store, so its access tokens stop working at once, and pushes `session.closed` to the
+//! agent so the session's open sockets close (code 4001), on whichever node they are.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +14,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine as _;
 use frontdesk_core::error::ErrorKind;
-use frontdesk_core::id::SiteId;
+use frontdesk_core::id::{AgentId, SiteId};
 use frontdesk_core::password;
 use frontdesk_core::pipeline::{Ctx, Failure, Handler, Registry, Step};
+use frontdesk_core::push::Recipient;
 use frontdesk_core::state::Ttl;
 use frontdesk_core::store::{Agent, RefreshToken};
 use serde::Deserialize;
@@ -33,6 +35,9 @@ const MAX_IP_FAILURES: i64 = 20;
 const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// The one answer to a wrong email and to a wrong password, so neither tells which it was.
 const WRONG_CREDENTIALS: &str = "wrong email or password";
+/// The push that closes a revoked session's sockets (`{sessionId, reason}`); the transport
+/// closes each socket of that session with code 4001.
+const SESSION_CLOSED: &str = "session.closed";
 
 pub(super) fn register(registry: &mut Registry, m: &Arc<AgentModule>) -> Result<(), RegisterError> {
     registry.register("agent/login", Arc::new(Login(m.clone())))?;
@@ -160,7 +165,7 @@ impl Handler for Refresh {
         // one rotates it, and the other counts as reuse.
         if token.used || !m.store.use_refresh_token(&hash).await? {
             tracing::warn!(session = %token.session_id, agent = %token.agent_id, "refresh token reused; session revoked");
-            m.revoke(token.site_id, &token.session_id).await?;
+            m.revoke(token.site_id, token.agent_id, &token.session_id).await?;
             return Err(Failure::unauthorized(
                 "this refresh token was already used, so it may have leaked: its session is now revoked; log in again",
             ));
@@ -179,8 +184,8 @@ struct Logout(Arc<AgentModule>);
 #[async_trait]
 impl Handler for Logout {
     async fn run(&self, ctx: &mut Ctx) -> Result<Step, Failure> {
-        let (site, _, session_id) = agent_caller(&ctx.caller, &ctx.event)?;
-        self.0.revoke(site, &session_id).await?;
+        let (site, agent, session_id) = agent_caller(&ctx.caller, &ctx.event)?;
+        self.0.revoke(site, agent, &session_id).await?;
         ctx.set_result("loggedOut", json!(true));
         Ok(Step::Next)
     }
@@ -227,13 +232,20 @@ impl AgentModule {
     }
 
     /// Revokes a session: its access tokens (state store, read on every call) first, then
-    /// its refresh tokens.
-    pub(super) async fn revoke(&self, site: SiteId, session_id: &str) -> Result<(), Failure> {
+    /// its refresh tokens; then its open sockets are told to close ([`SESSION_CLOSED`]).
+    pub(super) async fn revoke(&self, site: SiteId, agent: AgentId, session_id: &str) -> Result<(), Failure> {
         let key = session_key(session_id);
         self.state.hset(&key, &[("revoked", "1")]).await?;
         // Kept a little longer than any access token of the session can live.
         self.state.expire(&key, self.settings.access_token_ttl + Duration::from_secs(60)).await?;
         self.store.revoke_session(site, session_id).await?;
+        // Through the push hub, to whichever node holds the agent's sockets; each socket of
+        // this session closes (4001), the agent's other sessions ignore it. Pushes are at
+        // most once: a socket that misses it is still refused on its next call.
+        let data = json!({"sessionId": session_id, "reason": "logged out"});
+        if let Err(e) = self.push.push(&[Recipient::Agent(agent)], SESSION_CLOSED, &data).await {
+            tracing::warn!(error = %e, "could not tell the session's sockets to close");
+        }
         Ok(())
     }
 }

@@ -11,6 +11,7 @@
 //! - [`lifecycle`] — `chat/create`, `chat/accept`, `chat/join`, `chat/monitor`.
 //! - [`ending`] — `chat/end`, `chat/agent_leave`, `chat/post_chat`, `chat/wrap_up`.
 //! - [`rebuild`] — `chat/rebuild`.
+//! - [`limits`] — `chat/rate_limit` (how fast a visitor may send messages).
 //!
 //! Dispatch (queues, offers, capacity) is another module; the two meet in the pipelines:
 //! chat stages leave `ctx.values["dispatch"]` (see [`DispatchNote`]) for dispatch's `did`
@@ -19,6 +20,7 @@
 mod append;
 mod ending;
 mod lifecycle;
+mod limits;
 mod messages;
 mod offsets;
 mod rebuild;
@@ -39,6 +41,7 @@ use crate::model::{chat_meta_key, ChatMessage, ChatMeta, ParticipantRole};
 use crate::{Deps, RegisterError};
 
 pub use append::{AppendOutcome, APPEND_MESSAGE, CREATE_META, MERGE_MESSAGES};
+pub use limits::{MessageRate, GCRA};
 pub use messages::ADVANCE_CURSOR;
 pub use sig::MacKeys;
 
@@ -57,6 +60,7 @@ pub fn register(registry: &mut Registry, deps: &Deps) -> Result<(), RegisterErro
     lifecycle::register(registry, &chats)?;
     ending::register(registry, &chats)?;
     rebuild::register(registry, &chats)?;
+    limits::register(registry, deps.backends.state.clone(), deps.settings.visitor_messages)?;
     Ok(())
 }
 

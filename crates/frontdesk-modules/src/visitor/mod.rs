@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`enter`] — `visitor/check_domain`, `visitor/check_ban`, `visitor/create`.
+//! - [`socket_origin`] — `visitor/check_socket_origin` (a visitor socket's `Origin`).
 //! - [`browse`] — `visitor/page_visit`, `visitor/page_heartbeat`, `visitor/set_custom_variables`.
 //! - [`segments`] — `visitor/segments` and `visitor/publish` (the `visitor.updated` push).
 //! - [`live`] — `visitor/list` and `visitor/ban`.
@@ -19,6 +20,7 @@ mod domain;
 mod enter;
 mod live;
 mod segments;
+mod socket_origin;
 mod variables;
 
 use std::sync::Arc;
@@ -41,6 +43,8 @@ pub fn register(registry: &mut Registry, deps: &Deps) -> Result<(), RegisterErro
     let state = deps.backends.state.clone();
     let store = deps.backends.store.clone();
     registry.register("visitor/check_domain", Arc::new(enter::CheckDomain { store: store.clone() }))?;
+    registry
+        .register("visitor/check_socket_origin", Arc::new(socket_origin::CheckSocketOrigin { store: store.clone() }))?;
     registry.register(
         "visitor/check_ban",
         Arc::new(enter::CheckBan { state: state.clone(), tokens: deps.tokens.clone() }),
