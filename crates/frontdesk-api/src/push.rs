@@ -7,6 +7,12 @@
 //! listens on its own channel and hands what arrives to its local sockets (seed 003).
 //! Route entries are leased and refreshed while the socket lives, so a node that dies
 //! stops receiving pushes once its entries lapse.
+//!
+//! Slow consumers: each socket's outbox is bounded. A push that finds it full raises the
+//! socket's [`Overflow`] instead of waiting: the socket leaves the hub at once (no further
+//! push queues behind the stuck one), its session closes it with [`TOO_SLOW`], and the
+//! client resumes by offsets (SPEC §6). Raising is a flag and a channel notice, never an
+//! await, so one socket that stops reading cannot slow a push to anyone else.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,15 +29,54 @@ use frontdesk_core::state::StateStore;
 use parking_lot::RwLock;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// How long a route entry lives without a refresh.
 const ROUTE_LEASE: Duration = Duration::from_secs(60);
 
+/// The close code of a socket whose outbox overflowed ("too slow"; private range, as 4401):
+/// clients reconnect and catch up by offsets.
+pub const TOO_SLOW: u16 = 4008;
+
+/// Raised once when a socket's outbox overflows. The hub raises it; the socket's session
+/// and writer task wait on it to close the socket.
+#[derive(Clone)]
+pub struct Overflow(Arc<watch::Sender<bool>>);
+
+impl Default for Overflow {
+    fn default() -> Self {
+        Overflow(Arc::new(watch::channel(false).0))
+    }
+}
+
+impl Overflow {
+    /// Marks the socket too slow and counts it; true the first time only.
+    pub fn raise(&self) -> bool {
+        let first = !self.0.send_replace(true);
+        if first {
+            metrics::counter!("frontdesk_ws_closed_total", "reason" => "too_slow").increment(1);
+        }
+        first
+    }
+
+    pub fn is_raised(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once the overflow is raised (at once if it was already).
+    pub async fn raised(&self) {
+        // The sender lives in `self`, so the wait cannot fail for want of one.
+        let _ = self.0.subscribe().wait_for(|raised| *raised).await;
+    }
+}
+
 struct LocalConn {
     conn_id: String,
     tx: mpsc::Sender<Message>,
+    overflow: Overflow,
+    /// Every key the socket is attached under, to drop it from all of them on overflow.
+    keys: Arc<[String]>,
 }
 
 pub struct PushHub {
@@ -90,12 +135,25 @@ impl PushHub {
         Ok(vec![listener, refresher])
     }
 
-    /// Attaches a socket under `route_keys` on this node and in the route table.
-    pub async fn attach(&self, conn_id: &str, route_keys: &[String], tx: mpsc::Sender<Message>) -> BackendResult<()> {
+    /// Attaches a socket under `route_keys` on this node and in the route table. Pushes
+    /// go to `tx`; `overflow` is raised when `tx` is full.
+    pub async fn attach(
+        &self,
+        conn_id: &str,
+        route_keys: &[String],
+        tx: mpsc::Sender<Message>,
+        overflow: Overflow,
+    ) -> BackendResult<()> {
         {
+            let all: Arc<[String]> = route_keys.into();
             let mut local = self.local.write();
             for key in route_keys {
-                local.entry(key.clone()).or_default().push(LocalConn { conn_id: conn_id.to_string(), tx: tx.clone() });
+                local.entry(key.clone()).or_default().push(LocalConn {
+                    conn_id: conn_id.to_string(),
+                    tx: tx.clone(),
+                    overflow: overflow.clone(),
+                    keys: all.clone(),
+                });
             }
         }
         for key in route_keys {
@@ -106,17 +164,7 @@ impl PushHub {
 
     /// Detaches a socket (closed or logged out).
     pub async fn detach(&self, conn_id: &str, route_keys: &[String]) {
-        {
-            let mut local = self.local.write();
-            for key in route_keys {
-                if let Some(conns) = local.get_mut(key) {
-                    conns.retain(|c| c.conn_id != conn_id);
-                    if conns.is_empty() {
-                        local.remove(key);
-                    }
-                }
-            }
-        }
+        self.forget_local(conn_id, route_keys);
         for key in route_keys {
             if let Err(e) = self.routes.remove(key, conn_id).await {
                 tracing::debug!(error = %e, "route not removed; it lapses by itself");
@@ -129,20 +177,49 @@ impl PushHub {
         self.local.read().get(key).map_or(0, Vec::len)
     }
 
-    /// Hands `frame` to this node's sockets of `key`. A socket whose queue is full misses
-    /// the push (it catches up by offsets) rather than slowing everyone else.
-    fn deliver_local(&self, key: &str, frame: &Utf8Bytes) -> usize {
-        let local = self.local.read();
-        let Some(conns) = local.get(key) else { return 0 };
-        let mut delivered = 0;
-        for conn in conns {
-            match conn.tx.try_send(Message::Text(frame.clone())) {
-                Ok(()) => delivered += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    metrics::counter!("frontdesk_push_dropped_total", "reason" => "slow_socket").increment(1);
+    /// Drops a socket from this node's map (the route table entries go in `detach`, or
+    /// lapse).
+    fn forget_local(&self, conn_id: &str, route_keys: &[String]) {
+        let mut local = self.local.write();
+        for key in route_keys {
+            if let Some(conns) = local.get_mut(key) {
+                conns.retain(|c| c.conn_id != conn_id);
+                if conns.is_empty() {
+                    local.remove(key);
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
+        }
+    }
+
+    /// Hands `frame` to this node's sockets of `key`. A socket whose queue is full misses
+    /// the push and is closed as too slow (it catches up by offsets when it reconnects)
+    /// rather than slowing everyone else.
+    fn deliver_local(&self, key: &str, frame: &Utf8Bytes) -> usize {
+        let mut overflowed = Vec::new();
+        let mut delivered = 0;
+        {
+            let local = self.local.read();
+            let Some(conns) = local.get(key) else { return 0 };
+            for conn in conns {
+                if conn.overflow.is_raised() {
+                    continue;
+                }
+                match conn.tx.try_send(Message::Text(frame.clone())) {
+                    Ok(()) => delivered += 1,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        metrics::counter!("frontdesk_push_dropped_total", "reason" => "slow_socket").increment(1);
+                        if conn.overflow.raise() {
+                            overflowed.push((conn.conn_id.clone(), conn.keys.clone()));
+                        }
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+        // Under the write lock only once the read guard is gone (the lock is not reentrant).
+        for (conn_id, keys) in overflowed {
+            tracing::info!(conn_id, "socket too slow: its outbox is full; closing it");
+            self.forget_local(&conn_id, &keys);
         }
         delivered
     }

@@ -3,13 +3,16 @@
 //! the local bus; cluster: Redis Streams and PostgreSQL); the history API lists, searches,
 //! filters and pages a site's chats, exports a transcript as CSV, refuses bad filters by
 //! name, and never shows another site's chats; [`outage`]: the database going away mid-chat
-//! (a cut proxy); [`outage_real`]: a real PostgreSQL crash and an unwritable SQLite file.
+//! (a cut proxy); [`outage_real`]: a real PostgreSQL crash and an unwritable SQLite file;
+//! [`redelivery`]: a consumer killed between applying a batch and acking it.
 
 mod chat_support;
 #[path = "history/outage.rs"]
 mod outage;
 #[path = "history/outage_real.rs"]
 mod outage_real;
+#[path = "history/redelivery.rs"]
+mod redelivery;
 mod support;
 
 use std::collections::{BTreeMap, HashSet};

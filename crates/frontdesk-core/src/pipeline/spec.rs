@@ -379,3 +379,122 @@ mod tests {
         assert!(!is_handler_name("rule"));
     }
 }
+
+/// Property tests (issue #8): whatever the text, parsing never panics, a refusal names the
+/// place of every problem, and an accepted file round-trips. Cases: `PROPTEST_CASES`
+/// (default 256).
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn known(name: &str) -> bool {
+        ["auth/resolve_caller", "chat/offsets", "rule/segments"].contains(&name)
+    }
+
+    /// Keys and strings a pipeline file uses, plus anything at all.
+    fn word() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => prop::sample::select(vec![
+                "base", "will", "do", "did", "url", "type", "optional", "timeoutMs", "async", "sync",
+                "chat.request", "chat.end", "Bad Name", "auth/resolve_caller", "chat/offsets", "rule/segments",
+                "auth/nope", "http://127.0.0.1:9/hook", "https://", "http:///x", "",
+            ])
+            .prop_map(str::to_string),
+            1 => "[a-z_./:]{0,16}",
+            1 => any::<String>(),
+        ]
+    }
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            prop_oneof![any::<i64>(), 0i64..700_000].prop_map(|n| json!(n)),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+            word().prop_map(Value::String),
+        ]
+    }
+
+    /// Any JSON, shaped like a pipeline file often enough to reach the deep checks.
+    fn json_value() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(5, 96, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::btree_map(word(), inner, 0..5).prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn stage() -> impl Strategy<Value = Value> {
+        prop::collection::btree_map(word(), leaf(), 0..4).prop_map(|m| Value::Object(m.into_iter().collect()))
+    }
+
+    fn pipeline_file() -> impl Strategy<Value = Value> {
+        let event = prop::collection::btree_map(
+            word(),
+            prop_oneof![prop::collection::vec(stage(), 0..4).prop_map(Value::Array), leaf()],
+            0..4,
+        )
+        .prop_map(|m| Value::Object(m.into_iter().collect()));
+        prop::collection::btree_map(word(), prop_oneof![4 => event, 1 => leaf()], 0..5)
+            .prop_map(|m| Value::Object(m.into_iter().collect()))
+    }
+
+    /// Every problem starts with the quoted root key it is about.
+    fn check_places(root: &Value, err: &LoadError) -> Result<(), TestCaseError> {
+        prop_assert!(!err.problems.is_empty());
+        let Value::Object(entries) = root else {
+            prop_assert_eq!(&err.problems, &vec!["the file must be a JSON object of events".to_string()]);
+            return Ok(());
+        };
+        let places: Vec<String> = entries.keys().map(|k| format!("{k:?}")).collect();
+        for problem in &err.problems {
+            let named = places
+                .iter()
+                .any(|p| problem.strip_prefix(p.as_str()).is_some_and(|rest| rest.starts_with([':', '.', '['])));
+            prop_assert!(named, "a problem names no place: {problem:?}");
+        }
+        Ok(())
+    }
+
+    fn check(root: &Value) -> Result<(), TestCaseError> {
+        match PipelineFile::parse(&root.to_string(), &known) {
+            Ok(file) => {
+                let again = PipelineFile::parse(&file.to_json().to_string(), &known);
+                prop_assert_eq!(again.as_ref(), Ok(&file), "an accepted file does not round-trip");
+            }
+            Err(err) => check_places(root, &err)?,
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_refused_with_reasons_or_accepted(text in any::<String>()) {
+            if let Err(err) = PipelineFile::parse(&text, &known) {
+                prop_assert!(!err.problems.is_empty() && err.problems.iter().all(|p| !p.is_empty()));
+            }
+        }
+
+        #[test]
+        fn broken_json_names_line_and_column(file in pipeline_file(), cut in any::<prop::sample::Index>()) {
+            let text = file.to_string();
+            // Cut anywhere inside: the JSON is incomplete, and the error says where.
+            let end = text.char_indices().map(|(i, _)| i).filter(|i| *i > 0).collect::<Vec<_>>();
+            prop_assume!(!end.is_empty());
+            let err = PipelineFile::parse(&text[..end[cut.index(end.len())]], &known).expect_err("truncated JSON");
+            prop_assert!(err.problems[0].starts_with("line "), "{:?}", err.problems);
+        }
+
+        #[test]
+        fn any_json_is_refused_at_named_places_or_round_trips(root in json_value()) {
+            check(&root)?;
+        }
+
+        #[test]
+        fn pipeline_shaped_json_is_refused_at_named_places_or_round_trips(root in pipeline_file()) {
+            check(&root)?;
+        }
+    }
+}
