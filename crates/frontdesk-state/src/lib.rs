@@ -8,6 +8,7 @@
 //! - [`local_bus`] — the in-process bus with its durable spool (a SQLite file).
 //! - [`redis_bus`] — the Redis Streams bus.
 
+mod breaker;
 pub mod local_bus;
 pub mod memory;
 pub mod redis_bus;

@@ -5,7 +5,8 @@
 //! (or tests) can share one server and `{…}` hash tags inside keys keep working. Commands go
 //! through a [`ConnectionManager`], which reconnects by itself; short connection and response
 //! timeouts make a dead or paused Redis fail calls fast with `Unavailable` instead of
-//! stalling requests. Scripts run with `EVALSHA` (falling back to `EVAL` once per server).
+//! stalling requests, and after one such failure a [`Breaker`] makes the calls that follow
+//! fail at once until a background prober finds Redis answering again. Scripts run with `EVALSHA` (falling back to `EVAL` once per server).
 //!
 //! Pub/sub uses one dedicated connection per [`RedisPubSub`], owned by a single driver task:
 //! it applies subscribe/unsubscribe requests in order, forwards each message to that
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::breaker::Breaker;
 use async_trait::async_trait;
 use bytes::Bytes;
 use frontdesk_core::error::{BackendError, BackendResult};
@@ -34,6 +36,8 @@ use crate::memory::{common_tag, DEFAULT_SUBSCRIBER_BUFFER};
 const BACKEND: &str = "redis";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// While the breaker is open, how often the prober pings Redis.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -74,6 +78,7 @@ pub struct RedisState {
     prefix: Arc<str>,
     scripts: Arc<Mutex<ScriptCache>>,
     internal: Arc<InternalScripts>,
+    breaker: Arc<Breaker>,
 }
 
 /// Compiled scripts by [`Script::name`], with the Lua text they were compiled from.
@@ -220,6 +225,20 @@ fn script_value(v: redis::Value) -> BackendResult<ScriptValue> {
     })
 }
 
+/// Pings Redis every [`PROBE_EVERY`] until it answers, then closes the breaker. One runs
+/// per outage; it also ends when every clone of the store is gone.
+async fn probe(mut conn: ConnectionManager, breaker: std::sync::Weak<Breaker>) {
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        let pong: Result<String, RedisError> = redis::cmd("PING").query_async(&mut conn).await;
+        let Some(breaker) = breaker.upgrade() else { return };
+        if pong.is_ok() {
+            breaker.close();
+            return;
+        }
+    }
+}
+
 impl RedisState {
     /// A store on the Redis at `url`, with `prefix` in front of every key (may be empty; no
     /// braces). Connects lazily: an unreachable server shows as `Unavailable` from the first
@@ -231,6 +250,7 @@ impl RedisState {
             conn,
             prefix,
             scripts: Arc::default(),
+            breaker: Arc::default(),
             internal: Arc::new(InternalScripts {
                 lock_renew: redis::Script::new(LOCK_RENEW_LUA),
                 lock_release: redis::Script::new(LOCK_RELEASE_LUA),
@@ -245,8 +265,29 @@ impl RedisState {
 
     /// Runs one command; `key` (unprefixed) names the value in a `WrongType` error.
     async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd, key: &str) -> BackendResult<T> {
+        self.admit()?;
         let mut conn = self.conn.clone();
-        cmd.query_async(&mut conn).await.map_err(|e| map_err(e, key))
+        let result = cmd.query_async(&mut conn).await;
+        self.settle(result, key)
+    }
+
+    /// Fails fast while the breaker is open.
+    fn admit(&self) -> BackendResult<()> {
+        if self.breaker.admits() {
+            return Ok(());
+        }
+        Err(BackendError::unavailable(BACKEND, "Redis is not answering; calls fail fast until it answers again"))
+    }
+
+    /// Opens the breaker when the call found Redis not answering (starting the prober),
+    /// and maps the error.
+    fn settle<T>(&self, result: Result<T, RedisError>, key: &str) -> BackendResult<T> {
+        if let Err(e) = &result {
+            if is_outage(e) && self.breaker.trip() {
+                tokio::spawn(probe(self.conn.clone(), Arc::downgrade(&self.breaker)));
+            }
+        }
+        result.map_err(|e| map_err(e, key))
     }
 
     async fn invoke<T: FromRedisValue>(
@@ -262,8 +303,10 @@ impl RedisState {
         for arg in args {
             invocation.arg(arg);
         }
+        self.admit()?;
         let mut conn = self.conn.clone();
-        invocation.invoke_async(&mut conn).await.map_err(|e| map_err(e, keys.first().copied().unwrap_or_default()))
+        let result = invocation.invoke_async(&mut conn).await;
+        self.settle(result, keys.first().copied().unwrap_or_default())
     }
 
     fn cached(&self, script: &'static Script) -> Arc<redis::Script> {
@@ -328,8 +371,10 @@ impl StateStore for RedisState {
         for key in keys {
             pipe.cmd("DEL").arg(self.k(key));
         }
+        self.admit()?;
         let mut conn = self.conn.clone();
-        let counts: Vec<u64> = pipe.query_async(&mut conn).await.map_err(|e| map_err(e, keys[0]))?;
+        let result = pipe.query_async(&mut conn).await;
+        let counts: Vec<u64> = self.settle(result, keys[0])?;
         Ok(counts.iter().sum())
     }
 

@@ -5,7 +5,10 @@
 //!   counter (`visitorDataOffset` for type 1, `agentDataOffset` for 2–4) go up by one, the
 //!   message is stored in the zset scored by `seq`, and `clientMessageId → seq` recorded.
 //! - [`MERGE_MESSAGES`]: a rebuild's result replaces the chat's messages and counters, only
-//!   if no message was appended since the rebuild read the chat (optimistic concurrency).
+//!   if no message was appended since the rebuild read the chat (optimistic concurrency) and
+//!   the chat still exists: a chat forgotten meanwhile (a generation change) must not come
+//!   back as a fragment holding only counters, which would read as a chat of the current
+//!   generation with no visitor.
 //!
 //! Messages are stored as JSON without `sig` (computed when sent). The script writes `seq`
 //! and `dataOffset` by prefixing the JSON text, so Lua needs no JSON library.
@@ -142,6 +145,7 @@ pub(crate) async fn append(state: &dyn StateStore, chat: ChatId, msg: ChatMessag
 pub static MERGE_MESSAGES: Script = Script {
     name: "chat_merge_messages",
     lua: r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local cur = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
 if cur ~= tonumber(ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[2])
@@ -160,6 +164,9 @@ return 1
 fn merge_local(tx: &mut dyn ScriptTx, keys: &[String], args: &[String]) -> BackendResult<ScriptValue> {
     const S: &str = "chat_merge_messages";
     let (meta, msgs, cmids) = (arg(keys, 0, S)?, arg(keys, 1, S)?, arg(keys, 2, S)?);
+    if !tx.exists(meta)? {
+        return Ok(ScriptValue::Int(0));
+    }
     let cur = tx.hget(meta, "seq")?.unwrap_or_else(|| "0".into());
     if cur.parse::<i64>().ok() != arg(args, 0, S)?.parse::<i64>().ok() {
         return Ok(ScriptValue::Int(0));
