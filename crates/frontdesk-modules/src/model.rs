@@ -8,6 +8,8 @@ use frontdesk_core::id::{AgentId, ChatId, DepartmentId, Id, SiteId, VisitorId};
 use frontdesk_core::keys;
 use serde::{Deserialize, Serialize};
 
+pub mod availability;
+
 /// An agent's chosen status (SPEC §4). `offline` is also what presence sets when the
 /// agent's last socket closed and no call followed within the presence timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -40,6 +42,11 @@ pub struct AgentPresence {
     /// Open sockets.
     pub sockets: i64,
 }
+
+/// A presence hash field outside [`AgentPresence`] (struct literals elsewhere stay valid):
+/// the site's offer count when the agent was last offered a chat (round robin: the agent
+/// offered longest ago goes first). Owner: dispatch's offer script.
+pub const LAST_OFFER_FIELD: &str = "lastOffer";
 
 /// A chat's lifecycle (SPEC §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -11,6 +11,12 @@ use frontdesk::{telemetry, wiring};
 use frontdesk_core::id::{Id, IdGenerator};
 use rand::distr::{Alphanumeric, SampleString};
 
+/// mimalloc instead of glibc's allocator: a message's path allocates many small JSON values
+/// and buffers, and glibc spent a quarter of the server's CPU in malloc/free under
+/// `frontdesk bench chat` (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref(), &cli.settings.to_raw()) {

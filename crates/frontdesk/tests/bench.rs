@@ -61,7 +61,9 @@ async fn bench_storm_offers_no_chat_twice_and_bench_visits_counts_events() {
     let get = |k: &str| report.get(k).unwrap_or(-1.0);
     assert_eq!(get("errors"), 0.0, "{}", report.table());
     assert_eq!(get("offered") + get("queued"), 30.0, "{}", report.table());
-    assert_eq!(get("offered"), 20.0, "4 agents × capacity 5: {}", report.table());
+    // Answered `offered` at once or `queued` and offered behind: 20 offers either way.
+    assert!(get("offered") <= 20.0, "{}", report.table());
+    assert_eq!(get("offers_received"), 20.0, "4 agents × capacity 5: {}", report.table());
     assert_eq!((get("offered_twice"), get("agents_over_capacity")), (0.0, 0.0), "{}", report.table());
 
     let visits = VisitsArgs { common: Common { duration: 1, ..common(&server) }, concurrency: 4 };

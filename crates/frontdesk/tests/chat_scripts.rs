@@ -89,31 +89,61 @@ async fn merge_replaces_only_when_nothing_was_appended_meanwhile() {
 }
 
 #[tokio::test]
-async fn offer_takes_the_first_available_agent_once_and_capacity_never_goes_below_zero() {
-    let (queue, offers) = ("fd:{s:1}:queue:0", "fd:{s:1}:offers");
-    let (busy, free) = ("fd:{s:1}:agent:1", "fd:{s:1}:agent:2");
+async fn offer_takes_the_best_available_agent_once_and_capacity_never_goes_below_zero() {
+    let (queue, offers, agents) = ("fd:{s:1}:queue:0", "fd:{s:1}:offers", "fd:{s:1}:agents");
+    let (avail, turns, seq) = ("fd:{s:1}:avail", "fd:{s:1}:turns", "fd:{s:1}:offer_seq");
+    let (busy, free, away) = ("fd:{s:1}:agent:1", "fd:{s:1}:agent:2", "fd:{s:1}:agent:3");
     let mut results = Vec::new();
     for state in backends().await {
         state.hset(busy, &[("status", "online"), ("maxChats", "1"), ("activeChats", "1")]).await.expect("hset");
         state.hset(free, &[("status", "online"), ("maxChats", "1"), ("activeChats", "0")]).await.expect("hset");
+        state.hset(away, &[("status", "away"), ("maxChats", "5"), ("activeChats", "0")]).await.expect("hset");
+        for key in [busy, free, away] {
+            state.hset(key, &[("lastSeen", "1000")]).await.expect("hset");
+        }
+        // Agent 9 is in the set but its presence is gone: the script drops it.
+        state.sadd(agents, &["1", "2", "3", "9"]).await.expect("sadd");
         state.zadd(queue, &[(1.0, "c1"), (2.0, "c2")]).await.expect("zadd");
-        let keys = [queue, offers, busy, free];
+        let keys = [queue, offers, agents, avail, turns, seq];
         let mut got = Vec::new();
-        for (chat, force) in [("c1", "0"), ("c1", "0"), ("c2", "0"), ("c9", "1")] {
-            got.push(int(&state.eval(&OFFER, &keys, &[chat, "500", force]).await.expect("offer")));
+        for (chat, force, only) in [("c1", "0", ""), ("c1", "0", ""), ("c2", "0", ""), ("c9", "1", "3")] {
+            let args = [chat, "500", force, "1500", "30000", "0", "", only, "", "", ""];
+            got.push(state.eval(&OFFER, &keys, &args).await.expect("offer"));
         }
         for by in ["-1", "-1", "-1"] {
-            got.push(int(&state.eval(&ADJUST_CAPACITY, &[free], &[by]).await.expect("adjust")));
+            got.push(state.eval(&ADJUST_CAPACITY, &[free, avail, turns], &[by, "2"]).await.expect("adjust"));
         }
-        got.push(int(&state.eval(&ADJUST_CAPACITY, &["fd:{s:1}:agent:404"], &["1"]).await.expect("adjust")));
-        got.push(state.zcard(queue).await.expect("zcard") as i64);
-        got.push(state.zcard(offers).await.expect("zcard") as i64);
+        got.push(state.eval(&ADJUST_CAPACITY, &["fd:{s:1}:agent:404"], &["1"]).await.expect("adjust"));
+        got.push(ScriptValue::Int(state.zcard(queue).await.expect("zcard") as i64));
+        got.push(ScriptValue::Int(state.zcard(offers).await.expect("zcard") as i64));
+        got.push(ScriptValue::Int(state.scard(agents).await.expect("scard") as i64));
+        got.push(ScriptValue::Int(state.zcard(avail).await.expect("zcard") as i64));
+        got.push(ScriptValue::Str(state.hget(free, "lastOffer").await.expect("hget").unwrap_or_default()));
         results.push(got);
     }
     assert_eq!(results[0], results[1], "memory and Redis disagree");
-    // c1 → the free agent (index 2); again → no longer queued; c2 → nobody left;
-    // a forced offer with nobody available → 0; capacity 1 → 0 → 0 → 0; unknown agent -1.
-    assert_eq!(results[0], vec![2, -1, 0, 0, 0, 0, 0, -1, 1, 1]);
+    let int = ScriptValue::Int;
+    // c1 → the free agent; again → no longer queued; c2 → nobody left; a forced offer to
+    // an away agent → 0; capacity 1 → 0 → 0 → 0; unknown agent -1; one chat still queued,
+    // one offer pending; the agent without presence left the set and the index.
+    assert_eq!(
+        results[0],
+        vec![
+            ScriptValue::Str("2".into()),
+            int(-1),
+            int(0),
+            int(0),
+            int(0),
+            int(0),
+            int(0),
+            int(-1),
+            int(1),
+            int(1),
+            int(3),
+            int(3),
+            ScriptValue::Str("1".into()),
+        ]
+    );
 }
 
 #[tokio::test]

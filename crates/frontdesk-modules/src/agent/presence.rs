@@ -1,7 +1,9 @@
 //! An agent's presence (SPEC §4): `agent/set_status` (online / away), `agent/touch` (any
 //! call is a sign of life), `agent/socket_opened` / `agent/socket_closed` (open sockets).
 //! All of it lives in the agent's [`AgentPresence`] hash; each handler writes only the
-//! fields it owns (SPEC §7), never `activeChats`, which belongs to dispatch.
+//! fields it owns (SPEC §7), never `activeChats`, which belongs to dispatch. A status change
+//! re-scores the agent in the site's availability index ([`reindex`]); signs of life do
+//! not (dispatch checks `lastSeen` itself when it weighs an agent).
 
 use std::sync::Arc;
 
@@ -10,10 +12,12 @@ use frontdesk_core::id::{AgentId, SiteId};
 use frontdesk_core::object;
 use frontdesk_core::pipeline::{Caller, Ctx, Failure, Handler, Registry, Step};
 use frontdesk_core::push::Recipient;
+use frontdesk_core::state::StateStore;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{agent_caller, now_ms, presence_sites_key, AgentModule};
+use crate::model::availability::{available_key, turns_key, INDEX_AGENT};
 use crate::model::{agent_key, agents_key, AgentPresence, AgentStatus};
 use crate::RegisterError;
 
@@ -63,6 +67,7 @@ impl Handler for SetStatus {
         let name = status_name(status);
         let now = now_ms().to_string();
         m.state.hset(&agent_key(site, agent), &[("status", name), ("lastSeen", &now)]).await?;
+        reindex(m.state.as_ref(), site, agent).await?;
         m.push_status(site, agent, name).await;
         ctx.set_result("agentId", json!(agent));
         ctx.set_result("status", json!(name));
@@ -131,6 +136,15 @@ impl Handler for SocketClosed {
         }
         Ok(Step::Next)
     }
+}
+
+/// Re-scores an agent in its site's availability index from its presence hash (after its
+/// status changed, or when the sweep finds the index out of date).
+pub(super) async fn reindex(state: &dyn StateStore, site: SiteId, agent: AgentId) -> Result<(), Failure> {
+    let keys = [agent_key(site, agent), available_key(site), turns_key(site)];
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    state.eval(&INDEX_AGENT, &keys, &[&agent.to_string()]).await?;
+    Ok(())
 }
 
 pub(super) fn status_name(status: AgentStatus) -> &'static str {

@@ -2,10 +2,15 @@
 //! last socket closed and who made no call within the presence timeout become `offline`,
 //! and the site's agents are told (`agent.status`). Agents with an open socket are alive:
 //! their `lastSeen` is moved to now, so dispatch, which reads only `lastSeen`, sees them.
+//! The sweep also re-scores agents whose entry in the site's availability index
+//! (`model::availability`) no longer matches their presence hash — a status it changed, or
+//! a field another writer changed (an admin raising `maxChats`) — so the index is never
+//! more than one sweep out of date; when nothing changed that costs two reads per site.
 //!
 //! `agent/start` (in `server.start`) spawns it once per process. The loop holds the module
 //! weakly, so it ends when the engine that owns the module is dropped, or with the runtime.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -21,9 +26,10 @@ use frontdesk_core::state::StateStore;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use super::presence::status_name;
+use super::presence::{reindex, status_name};
 use super::{now_ms, presence_sites_key, AgentModule};
-use crate::model::{agent_key, agents_key, AgentPresence, AgentStatus};
+use crate::model::availability::{available_key, int_of, scores, turns_key};
+use crate::model::{agent_key, agents_key, AgentPresence, AgentStatus, LAST_OFFER_FIELD};
 use crate::RegisterError;
 
 const TICK: Duration = Duration::from_secs(5);
@@ -102,14 +108,27 @@ pub async fn sweep_presence(
     let mut offline = Vec::new();
     for site in state.smembers(&presence_sites_key()).await? {
         let Ok(site) = site.parse::<Id>() else { continue };
+        let all = (f64::NEG_INFINITY, f64::INFINITY, None);
+        let indexed: HashMap<String, f64> =
+            state.zrange_by_score(&available_key(site), all.0, all.1, all.2).await?.into_iter().collect();
+        let turns: HashMap<String, f64> =
+            state.zrange_by_score(&turns_key(site), all.0, all.1, all.2).await?.into_iter().collect();
         for agent in state.smembers(&agents_key(site)).await? {
             let Ok(agent) = agent.parse::<Id>() else { continue };
             let key = agent_key(site, agent);
-            let Some(p) = object::load::<AgentPresence>(state, &key).await? else {
+            let fields = state.hgetall(&key).await?;
+            if fields.is_empty() {
                 // The agent was deleted: its presence went with it.
                 state.srem(&agents_key(site), &[&agent.to_string()]).await?;
                 continue;
-            };
+            }
+            let p: AgentPresence = object::from_fields(&fields)?;
+            let last_offer = int_of(fields.iter().find(|(k, _)| k == LAST_OFFER_FIELD).map(|(_, v)| v.as_str()));
+            let (lb, rr) = scores(Some(status_name(p.status)), p.max_chats, p.active_chats, p.priority, last_offer);
+            let id = agent.to_string();
+            if indexed.get(&id) != Some(&lb) || turns.get(&id) != Some(&rr) {
+                reindex(state, site, agent).await?;
+            }
             if p.sockets > 0 {
                 state.hset(&key, &[("lastSeen", &now.to_string())]).await?;
                 continue;
@@ -119,6 +138,7 @@ pub async fn sweep_presence(
             }
             let was = status_name(p.status);
             if state.hcas(&key, "status", Some(was), Some("offline")).await? {
+                reindex(state, site, agent).await?;
                 tracing::info!(%agent, "agent went offline: no socket and no call within the presence timeout");
                 let data = json!({"agentId": agent, "status": "offline"});
                 if let Err(e) = push.push(&[Recipient::SiteAgents(site)], "agent.status", &data).await {

@@ -63,13 +63,24 @@ impl Handler for Route {
         };
         if ctx.values.contains_key("chatCreated") {
             d.enqueue(&meta).await?;
+            // First in line: offered here and now, whether or not a drain of the queue is
+            // running on this node (a drain running elsewhere coalesces this request's).
+            let queue = queue_key(meta.site_id, meta.department_id);
+            if d.state.zrank(&queue, &chat.to_string()).await? == Some(0) {
+                d.offer(&meta, None).await?;
+            }
             d.drain(meta.site_id, meta.department_id).await?;
         }
-        let fields = d.state.hmget(&chat_meta_key(chat), &["status", "queuePosition"]).await?;
-        let status = fields.first().cloned().flatten().unwrap_or_else(|| "queued".into());
-        let position: i64 = fields.get(1).cloned().flatten().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let status = d.state.hget(&chat_meta_key(chat), "status").await?.unwrap_or_else(|| "queued".into());
+        // The place in the queue now (the visitors' positions are pushed behind, coalesced).
+        let position = if status == "queued" {
+            let rank = d.state.zrank(&queue_key(meta.site_id, meta.department_id), &chat.to_string()).await?;
+            rank.map_or(0, |r| r as i64 + 1)
+        } else {
+            0
+        };
         ctx.set_result("status", json!(status));
-        ctx.set_result("queuePosition", json!(if status == "queued" { position } else { 0 }));
+        ctx.set_result("queuePosition", json!(position));
         Ok(Step::Next)
     }
 }

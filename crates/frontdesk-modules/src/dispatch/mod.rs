@@ -3,20 +3,22 @@
 //! expires unanswered offers and retries queued chats.
 //!
 //! # Layout
-//! - [`scripts`] — the atomic steps on a site's hash tag: [`OFFER`] (first agent of a list
-//!   still available takes the chat: capacity and queue change together, so two nodes never
-//!   give one chat to two agents and no agent goes over capacity) and [`ADJUST_CAPACITY`].
-//! - [`offer`] — candidates (online, seen within the presence timeout, under capacity, in
-//!   the department), their order (returning-visitor stickiness, priority, strategy), the
-//!   queue and `queue.updated` pushes.
+//! - [`scripts`] — the atomic steps on a site's hash tag: [`OFFER`] (picks the agent from the
+//!   site's availability index, `model::availability` — online, seen within the presence
+//!   timeout, under capacity, in the department; returning-visitor stickiness, priority,
+//!   then load or turn — and offers it the chat: capacity, queue and index change together,
+//!   so two nodes never give one chat to two agents and no agent goes over capacity) and
+//!   [`ADJUST_CAPACITY`].
+//! - [`offer`] — the offer around the script (strategy and members, cached per node for a
+//!   second), the queues, draining them, and `queue.updated` pushes.
 //! - [`handlers`] — `dispatch/route`, `dispatch/accept`, `dispatch/refuse`,
 //!   `dispatch/transfer`, `dispatch/release`.
 //! - [`sweeper`] — `dispatch/start` / `dispatch/stop` and the once-a-second sweep.
 //!
 //! Keys: the queues (`model::queue_key`), `fd:{s:<site>}:queues` (the departments with a
 //! queue), `fd:{s:<site>}:offers` (pending offers: chat id scored by deadline, claimed
-//! with `ZREM` by whoever answers or expires it), and `fd:dispatch:sites` (sites the
-//! sweeper visits).
+//! with `ZREM` by whoever answers or expires it), `fd:dispatch:sites` (sites the sweeper
+//! visits), and the availability index with the offer counter (`model::availability`).
 
 mod handlers;
 mod offer;
@@ -25,7 +27,7 @@ mod sweeper;
 
 use std::sync::Arc;
 
-use frontdesk_core::id::{DepartmentId, SiteId};
+use frontdesk_core::id::SiteId;
 use frontdesk_core::keys;
 use frontdesk_core::pipeline::Registry;
 use frontdesk_core::push::Push;
@@ -42,6 +44,10 @@ pub fn register(registry: &mut Registry, deps: &Deps) -> Result<(), RegisterErro
         store: deps.backends.store.clone(),
         push: deps.push.clone(),
         settings: deps.settings.clone(),
+        routing: Default::default(),
+        positions: Default::default(),
+        positions_running: Default::default(),
+        drains_running: Default::default(),
     });
     handlers::register(registry, &d)?;
     sweeper::register(registry, &d)?;
@@ -53,6 +59,10 @@ pub(crate) struct Dispatch {
     pub store: Arc<dyn Store>,
     pub push: Arc<dyn Push>,
     pub settings: Settings,
+    pub routing: offer::RoutingCache,
+    pub positions: offer::PositionCache,
+    pub positions_running: offer::RunningPasses,
+    pub drains_running: offer::RunningPasses,
 }
 
 /// Departments (`0` = the site-wide queue) that have a queue in the site.
@@ -63,11 +73,6 @@ pub(crate) fn queues_key(site: SiteId) -> String {
 /// Pending offers of a site: chat id scored by the offer's deadline (Unix ms).
 pub(crate) fn offers_key(site: SiteId) -> String {
     keys::site(site, "offers")
-}
-
-/// Round-robin cursor of a department.
-pub(crate) fn cursor_key(site: SiteId, department: Option<DepartmentId>) -> String {
-    keys::site(site, &format!("rr:{}", department.map(|d| d.0).unwrap_or(0)))
 }
 
 /// Sites with queues or offers, visited by the sweeper.

@@ -32,6 +32,11 @@ impl Run {
         Ok(())
     }
 
+    /// When the measured window began.
+    pub fn started_at(&self) -> Instant {
+        self.started
+    }
+
     pub fn seconds(&self) -> f64 {
         self.seconds
     }

@@ -84,7 +84,18 @@ pub async fn run(args: StormArgs) -> anyhow::Result<Report> {
     });
     let answers = futures::future::join_all(calls).await;
     run.stop()?;
-    // Offers travel by push: give the last ones a moment.
+    // Chats answered `queued` may still be offered behind (by a drain already running on
+    // the server, or its sweeper): wait, up to --duration (at most 10 s), until every chat
+    // that can have an agent got one.
+    // Bounded well below the server's offer timeout (30 s by default): the storm's agents
+    // never answer, and an expired offer going to a second agent is not a double offer.
+    let slots = args.visitors.min(args.agents * args.capacity);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.common.duration.min(10));
+    while offers.lock().len() < slots && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all_offered_s = run.started_at().elapsed().as_secs_f64();
+    // Offers travel by push: give any late (doubled) ones a moment.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let errors = answers.iter().filter(|a| a.is_err()).count();
     let offered = answers.iter().filter(|a| matches!(a, Ok(s) if s == "offered")).count();
@@ -108,6 +119,8 @@ pub async fn run(args: StormArgs) -> anyhow::Result<Report> {
         .with("visitors", args.visitors as f64)
         .with("agents", args.agents as f64)
         .with("offered", offered as f64)
+        .with("offers_received", offers.len() as f64)
+        .with("all_offered_s", all_offered_s)
         .with("queued", queued as f64)
         .with("errors", errors as f64)
         .with("offered_twice", double as f64)
