@@ -27,7 +27,7 @@ pub mod ws;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use frontdesk_core::backends::Backends;
@@ -86,6 +86,20 @@ impl AppState {
     /// Tells every socket the node is going away.
     pub fn begin_shutdown(&self) {
         self.inner.shutdown.send_replace(true);
+    }
+
+    /// Waits (up to `within`) until every socket session has ended, its close frame sent:
+    /// the HTTP server's graceful shutdown stops tracking a connection once it is upgraded.
+    /// True when none is left.
+    pub async fn sockets_closed(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while !self.inner.sockets_per_ip.none_open() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 }
 

@@ -132,6 +132,11 @@ pub struct SocketsPerIp {
 }
 
 impl SocketsPerIp {
+    /// Whether no socket is open on this node (every session has ended).
+    pub fn none_open(&self) -> bool {
+        self.open.lock().is_empty()
+    }
+
     pub fn new(limit: usize) -> Arc<SocketsPerIp> {
         Arc::new(SocketsPerIp { limit, open: parking_lot::Mutex::new(HashMap::new()) })
     }

@@ -217,6 +217,12 @@ pub fn chat_messages_key(chat: ChatId) -> String {
     keys::chat(chat, "msgs")
 }
 
+/// The push that closes a revoked session's sockets (`{sessionId, reason}`); the transport
+/// closes each socket of that session with code 4001. Sent by the agent module (logout, a
+/// reused refresh token) and the directory (an agent deleted or its role or password
+/// changed).
+pub const SESSION_CLOSED_PUSH: &str = "session.closed";
+
 /// An agent session (one login): `revoked` when logged out. Owner: the agent module; read
 /// by `auth/resolve_caller`.
 pub fn session_key(session_id: &str) -> String {

@@ -109,9 +109,20 @@ pub async fn run_observed(
     let grace = Duration::from_millis(config.shutdown_timeout_ms);
     let server = frontdesk_api::serve(listener, router, signal);
     tokio::pin!(server);
+    let deadline = async {
+        let _ = stopping_rx.await;
+        tokio::time::sleep(grace).await;
+    };
     tokio::select! {
-        result = &mut server => result?,
-        _ = async { let _ = stopping_rx.await; tokio::time::sleep(grace).await } => {
+        result = &mut server => {
+            result?;
+            // Upgraded sockets outlive the HTTP server's own graceful shutdown: let each
+            // send its 1001 and end (the grace period again at most; they take milliseconds).
+            if !app.sockets_closed(grace).await {
+                tracing::warn!(?grace, "sockets still open after the shutdown timeout; dropping them");
+            }
+        }
+        _ = deadline => {
             tracing::warn!(?grace, "requests still in flight after the shutdown timeout; closing them");
         }
     }

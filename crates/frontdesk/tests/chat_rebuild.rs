@@ -125,6 +125,9 @@ async fn a_lost_chat_is_rebuilt_from_both_copies_and_goes_on_without_loss_or_dup
     let mut forged = vc.messages.values().next().expect("a message").clone();
     forged["content"] = json!("I was promised a refund");
     forged["id"] = json!("1");
+    // A real message of this chat, signed, claimed by another author.
+    let mut impostor = vc.messages.values().next().expect("a message").clone();
+    impostor["senderId"] = json!(ann.id.to_string());
 
     lose(&env, &chat).await;
     let told =
@@ -137,8 +140,8 @@ async fn a_lost_chat_is_rebuilt_from_both_copies_and_goes_on_without_loss_or_dup
     let agent_told = call(node, "chat.agent_heartbeat", &ann, json!({"chatId": chat}), ac.offsets()).await;
     assert_eq!(agent_told.1["code"], 1);
 
-    let r1 = ok(node, "chat.rebuild", &visitor, vc.upload(&chat, vec![forged, foreign]), None).await;
-    assert_eq!((r1["data"]["rejected"].as_i64(), r1["data"]["accepted"].as_i64()), (Some(2), Some(5)));
+    let r1 = ok(node, "chat.rebuild", &visitor, vc.upload(&chat, vec![forged, foreign, impostor]), None).await;
+    assert_eq!((r1["data"]["rejected"].as_i64(), r1["data"]["accepted"].as_i64()), (Some(3), Some(5)));
     let r2 = ok(node, "chat.rebuild", &ann, ac.upload(&chat, vec![]), None).await;
     assert_eq!((r2["data"]["rejected"].as_i64(), r2["data"]["added"].as_i64()), (Some(0), Some(1)));
     assert_eq!(r2["messages"], json!([]), "the agent's copy was complete");

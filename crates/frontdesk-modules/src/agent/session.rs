@@ -35,9 +35,8 @@ const MAX_IP_FAILURES: i64 = 20;
 const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// The one answer to a wrong email and to a wrong password, so neither tells which it was.
 const WRONG_CREDENTIALS: &str = "wrong email or password";
-/// The push that closes a revoked session's sockets (`{sessionId, reason}`); the transport
-/// closes each socket of that session with code 4001.
-const SESSION_CLOSED: &str = "session.closed";
+/// The push that closes a revoked session's sockets.
+const SESSION_CLOSED: &str = crate::model::SESSION_CLOSED_PUSH;
 
 pub(super) fn register(registry: &mut Registry, m: &Arc<AgentModule>) -> Result<(), RegisterError> {
     registry.register("agent/login", Arc::new(Login(m.clone())))?;

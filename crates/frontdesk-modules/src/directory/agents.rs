@@ -169,7 +169,7 @@ impl Handler for Update {
         let after = d.store.update_agent(site, data.id, &update).await?.ok_or_else(|| no_agent(data.id))?;
         // Tokens carry the role; a new password shuts out whoever had the old one.
         if after.role != before.role || update.password_hash.is_some() {
-            d.revoke_sessions(site, data.id).await?;
+            d.revoke_sessions(site, data.id, "role or password changed").await?;
         }
         d.sync_presence(site, &[data.id]).await?;
         let view = agent_view(&after, &d.store.departments(site).await?, d.status(site, data.id).await?.as_deref());
@@ -195,7 +195,7 @@ impl Handler for Delete {
                 return Err(Failure::conflict("this agent is the site's last admin; make another agent admin first"));
             }
         }
-        d.revoke_sessions(site, id).await?;
+        d.revoke_sessions(site, id, "agent deleted").await?;
         if !d.store.delete_agent(site, id).await? {
             return Err(no_agent(id));
         }

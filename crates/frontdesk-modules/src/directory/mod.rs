@@ -25,17 +25,19 @@ use std::time::Duration;
 
 use frontdesk_core::id::{AgentId, IdGenerator, SiteId};
 use frontdesk_core::pipeline::{Caller, Failure, Registry};
+use frontdesk_core::push::{Push, Recipient};
 use frontdesk_core::state::StateStore;
 use frontdesk_core::store::{Agent, Department, Store};
 use serde_json::{json, Value};
 
-use crate::model::{agent_key, session_key};
+use crate::model::{agent_key, session_key, SESSION_CLOSED_PUSH};
 use crate::{Deps, RegisterError};
 
 pub fn register(registry: &mut Registry, deps: &Deps) -> Result<(), RegisterError> {
     let d = Arc::new(Directory {
         state: deps.backends.state.clone(),
         store: deps.backends.store.clone(),
+        push: deps.push.clone(),
         ids: deps.ids.clone(),
         access_token_ttl: deps.settings.access_token_ttl,
     });
@@ -48,6 +50,7 @@ pub fn register(registry: &mut Registry, deps: &Deps) -> Result<(), RegisterErro
 pub(crate) struct Directory {
     pub state: Arc<dyn StateStore>,
     pub store: Arc<dyn Store>,
+    pub push: Arc<dyn Push>,
     pub ids: IdGenerator,
     pub access_token_ttl: Duration,
 }
@@ -125,12 +128,19 @@ impl Directory {
         Ok(())
     }
 
-    /// Revokes every session of an agent: its access tokens stop working at once.
-    pub(crate) async fn revoke_sessions(&self, site: SiteId, agent: AgentId) -> Result<(), Failure> {
+    /// Revokes every session of an agent: its access tokens stop working at once, and its
+    /// open sockets, on whichever node, are told to close ([`SESSION_CLOSED_PUSH`]).
+    pub(crate) async fn revoke_sessions(&self, site: SiteId, agent: AgentId, reason: &str) -> Result<(), Failure> {
         for session in self.store.revoke_agent_sessions(site, agent).await? {
             let key = session_key(&session);
             self.state.hset(&key, &[("revoked", "1")]).await?;
             self.state.expire(&key, self.access_token_ttl + Duration::from_secs(60)).await?;
+            // At most once, like every push: a socket that misses it is still refused on its
+            // next call, as the session is revoked.
+            let data = json!({"sessionId": session, "reason": reason});
+            if let Err(e) = self.push.push(&[Recipient::Agent(agent)], SESSION_CLOSED_PUSH, &data).await {
+                tracing::warn!(error = %e, "could not tell the revoked session's sockets to close");
+            }
         }
         Ok(())
     }

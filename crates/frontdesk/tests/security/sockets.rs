@@ -1,5 +1,5 @@
 //! Sockets under attack: a logged-out session's sockets close (4001) within a second on
-//! whichever node they are; a visitor socket from a page outside its site's domains is
+//! whichever node they are, and so do a deleted agent's and one whose password changed; a visitor socket from a page outside its site's domains is
 //! refused before the upgrade (403); open sockets per address are capped (429); a frame
 //! over 64 KiB closes the socket (1009).
 
@@ -52,6 +52,38 @@ async fn logout_closes_only_that_sessions_sockets(login_node: &TestServer, socke
     assert_eq!(ask(&mut kept, "still", "auth.whoami", json!({})).await["code"], 0, "the other session's socket lives");
     let refused = handshake(socket_node.addr, Some(&access), None, None).await.expect_err("refused");
     assert_eq!(kind(&refused), (401, "unauthorized".to_string()), "{}", refused.1);
+}
+
+/// An admin deletes an agent, or changes its password: each of the agent's sessions is
+/// revoked and its sockets close with 4001 within a second.
+#[tokio::test]
+async fn deleting_an_agent_or_changing_its_password_closes_its_sockets() {
+    let server = TestServer::start(settings(|_| {})).await;
+    let (admin, _, _) = login_ok(&server, ADMIN, ADMIN_PASSWORD).await;
+    for change in ["password", "delete"] {
+        let email = format!("{change}@test.example");
+        let new = json!({"email": email, "password": "first-password-1", "name": "Ann", "role": "agent"});
+        let (status, created) = call(&server, "agents.create", Some(&admin), new).await;
+        assert_eq!(status, 200, "{created}");
+        let id = created["data"]["id"].as_str().expect("agent id").to_string();
+        let (token, _, _) = login_ok(&server, &email, "first-password-1").await;
+        let mut ws = agent_socket(&server, &token).await;
+
+        let (status, body) = match change {
+            "password" => {
+                call(&server, "agents.update", Some(&admin), json!({"id": id, "password": "second-password-2"})).await
+            }
+            _ => call(&server, "agents.delete", Some(&admin), json!({"id": id})).await,
+        };
+        assert_eq!(status, 200, "{change}: {body}");
+        let changed = Instant::now();
+        let (pushes, code) = until_closed(&mut ws, Duration::from_secs(5)).await;
+        assert_eq!(code, Some(4001), "{change}: closed as logged out; pushes seen: {pushes:?}");
+        assert!(changed.elapsed() < Duration::from_secs(1), "{change}: closed {:?} after", changed.elapsed());
+        let refused = handshake(server.addr, Some(&token), None, None).await.expect_err("refused");
+        assert_eq!(kind(&refused), (401, "unauthorized".to_string()), "{change}: {}", refused.1);
+    }
+    server.stop().await;
 }
 
 #[tokio::test]
