@@ -99,7 +99,7 @@ export FDT_SITE_ID="$site_id"
 
 cd web/tests
 status=0
-node --test --test-concurrency=1 ${FDT_TESTS:-1-offline.test.mjs 2-conversation.test.mjs 3-restart.test.mjs 4-invite-history.test.mjs 5-xss.test.mjs} || status=$?
+node --test --test-concurrency=1 ${FDT_TESTS:-1-offline.test.mjs 2-conversation.test.mjs 3-restart.test.mjs 4-invite-history.test.mjs 5-xss.test.mjs 6-offline-inbox.test.mjs} || status=$?
 if [ "$status" -ne 0 ]; then
   echo "browser-tests: server log (last 40 lines; all of it in target/browser-tests-server.log):" >&2
   tail -n 40 "$FDT_LOG" >&2 || true

@@ -1054,6 +1054,18 @@
         },
       })
     : null;
+  const offlineView = window.FrontdeskOffline
+    ? window.FrontdeskOffline({
+        h,
+        rest,
+        toast,
+        me: () => (auth && auth.agent && auth.agent.id) || '',
+        agentName: (id) => {
+          const a = agents.get(String(id));
+          return (a && (a.name || a.email)) || '';
+        },
+      })
+    : null;
 
   function go(name) {
     view = name;
@@ -1063,6 +1075,7 @@
     if (name === 'supervisor' || name === 'admin') loadAgents();
     if (name === 'canned') renderCanned();
     if (name === 'history' && historyView) historyView.show();
+    if (name === 'offline' && offlineView) offlineView.show();
   }
   function showLogin(message) {
     $('#app').hidden = true;
@@ -1087,6 +1100,7 @@
     renderOffers();
     renderChats();
     loadAgents();
+    if (offlineView && view !== 'offline') offlineView.refreshCount();
     go(view);
   }
 
@@ -1150,6 +1164,8 @@
     if (!wsOpen) for (const c of Object.values(chats)) if (c.status !== 'ended' && !c.gone) call('chat.agent_heartbeat', { chatId: c.chatId }).then((r) => applyHeartbeat(c, r.data || {}), () => {});
   }, 15000);
   setInterval(() => auth && wsOpen && loadVisitors(), 60000);
+  // Offline messages come without a push: the count of open ones on the tab is polled.
+  setInterval(() => auth && offlineView && offlineView.refreshCount(), 60000);
 
   if (auth && auth.accessToken) showApp();
   else showLogin('');

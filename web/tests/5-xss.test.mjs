@@ -202,7 +202,7 @@ test('hostile text in every field renders as text in the console and the widget'
   await transcript.locator('.bubble', { hasText: 'zebrafish' }).waitFor();
 
   // An offline message with hostile fields is kept exactly as typed (text is escaped where
-  // it is shown, never rewritten where it is stored); no client renders these yet.
+  // it is shown, never rewritten where it is stored); the console's Offline tab renders them, checked in 6-offline-inbox.test.mjs.
   const offline = await api('offline_message.submit', { name: P.visitorName, email: 'offline@e.example', message: P.offline }, vToken);
   assert.equal(offline.body.code, 0, JSON.stringify(offline.body));
   // Written behind through the queue: poll a little.
