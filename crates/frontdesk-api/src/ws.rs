@@ -4,7 +4,8 @@
 //! One reader loop per socket runs calls in the order they arrive (a visitor's messages
 //! keep their order); one writer task per socket, fed by a bounded channel, owns the sink
 //! and batches whatever is queued into one flush. Buffers are sized explicitly: the
-//! library defaults cost ~128 KiB per socket.
+//! library defaults cost ~128 KiB per socket; and a frame's call is boxed so an idle
+//! socket's task stays small.
 //!
 //! A socket that stops reading is closed, not waited for: when its outbox ([`OUTBOX`]
 //! frames) is full, the push hub raises its [`Overflow`] and drops it; the reader loop
@@ -281,7 +282,9 @@ async fn session(
                 break;
             }
         };
-        let answer = handle_frame(&app, &token, &client, text.as_str()).await;
+        // Boxed: a call's future (the whole pipeline) is large, and inline it would make
+        // every idle socket's task that large for its whole life (issue #7, `bench idle`).
+        let answer = Box::pin(handle_frame(&app, &token, &client, text.as_str())).await;
         let queued = tokio::select! {
             queued = tokio::time::timeout(ANSWER_WAIT, tx.send(Message::Text(answer))) => queued,
             _ = overflow.raised() => break,
@@ -297,7 +300,7 @@ async fn session(
     }
     if let Some((caller, keys)) = attached {
         app.inner.hub.detach(&conn_id, &keys).await;
-        disconnected(&app, &caller, &conn_id).await;
+        Box::pin(disconnected(&app, &caller, &conn_id)).await;
     }
     if let Some(task) = forwarder {
         task.abort();
