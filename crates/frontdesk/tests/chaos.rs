@@ -9,7 +9,9 @@
 //! - [`redis_restart`]: Redis restarted empty under load (generation change, rebuilds);
 //! - [`redis_pause`]: Redis SIGSTOPped for 10 s (fast `unavailable`, bounded memory, recovery);
 //! - [`rolling_restart`]: both nodes SIGTERMed in turn (close 1001, reconnect, no loss);
-//! - [`reconnect_storm`]: ~2,000 sockets reconnecting after a node loss.
+//! - [`reconnect_storm`]: ~2,000 sockets reconnecting after a node loss;
+//! - [`postgres_outage`]: PostgreSQL crashed under load and restarted (chat goes on, the
+//!   write-behind backlog drains, the transcripts hold exactly what was acknowledged).
 //!
 //! Each prints its figures (`cargo nextest run -p frontdesk --test chaos --no-capture`);
 //! `FRONTDESK_CHAOS_LONG=1` runs the heavier versions.
@@ -21,6 +23,8 @@ mod support;
 mod checker_tests;
 #[path = "chaos/node_kill.rs"]
 mod node_kill;
+#[path = "chaos/postgres_outage.rs"]
+mod postgres_outage;
 #[path = "chaos/reconnect_storm.rs"]
 mod reconnect_storm;
 #[path = "chaos/redis_pause.rs"]

@@ -56,8 +56,12 @@ pub struct World {
 impl World {
     /// `n` nodes on a Redis of the test's own and a fresh database, with two sites.
     pub async fn start(n: usize) -> World {
+        World::start_on(n, cluster::database().await).await
+    }
+
+    /// `n` nodes on a Redis of the test's own and the (fresh, empty) database `db`.
+    pub async fn start_on(n: usize, db: String) -> World {
         let redis = Redis::start();
-        let db = cluster::database().await;
         let prefix = cluster::prefix();
         let mut nodes = Vec::new();
         for _ in 0..n {
