@@ -118,16 +118,20 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<Report> {
     let delivered_in_window = shared.ledger.lock().counted();
     run.stop()?;
     let _ = phase_tx.send(Phase::Drain);
-    // Messages still in flight get time to arrive before anything counts as lost.
+    // Messages still in flight get time to arrive before anything counts as lost. `Done` is
+    // chosen under the ledger's lock, and every send is recorded under it after checking the
+    // phase, so no message can be recorded after the last check and then miss its reader.
     let grace = tokio::time::Instant::now() + Duration::from_secs(5);
-    while tokio::time::Instant::now() < grace {
-        let t = shared.ledger.lock().tally();
-        if t.lost == 0 {
-            break;
+    loop {
+        {
+            let ledger = shared.ledger.lock();
+            if ledger.tally().lost == 0 || tokio::time::Instant::now() >= grace {
+                let _ = phase_tx.send(Phase::Done);
+                break;
+            }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = phase_tx.send(Phase::Done);
     for t in tasks {
         match tokio::time::timeout(Duration::from_secs(10), t).await {
             Ok(Ok(Err(e))) => {
@@ -188,7 +192,7 @@ async fn visitor_side(
                                 shared.ledger.lock().delivered(content, now_micros());
                             }
                             if closed_loop && measuring {
-                                send(&mut tx, &shared, chat.as_deref(), n, &mut seq, offsets).await?;
+                                send(&mut tx, &shared, &phase, chat.as_deref(), n, &mut seq, offsets).await?;
                             }
                         }
                     }
@@ -215,14 +219,14 @@ async fn visitor_side(
                 }
             }
             _ = ticker.tick(), if !closed_loop && measuring && started => {
-                send(&mut tx, &shared, chat.as_deref(), n, &mut seq, offsets).await?;
+                send(&mut tx, &shared, &phase, chat.as_deref(), n, &mut seq, offsets).await?;
             }
             changed = phase.changed() => {
                 if changed.is_err() { break; }
                 let now = *phase.borrow();
                 match now {
                     Phase::Measure if closed_loop && started => {
-                        send(&mut tx, &shared, chat.as_deref(), n, &mut seq, offsets).await?;
+                        send(&mut tx, &shared, &phase, chat.as_deref(), n, &mut seq, offsets).await?;
                     }
                     Phase::Done => break,
                     _ => {}
@@ -240,16 +244,24 @@ async fn visitor_side(
 async fn send(
     tx: &mut WsTx,
     shared: &Shared,
+    phase: &watch::Receiver<Phase>,
     chat: Option<&str>,
     n: usize,
     seq: &mut u64,
     offsets: (i64, i64),
 ) -> anyhow::Result<()> {
     let Some(chat) = chat else { return Ok(()) };
-    *seq += 1;
+    {
+        // Visitors send only while measuring, decided under the ledger's lock (see `run`).
+        let mut ledger = shared.ledger.lock();
+        if *phase.borrow() != Phase::Measure {
+            return Ok(());
+        }
+        *seq += 1;
+        ledger.sent(&format!("v{n}.{seq}"));
+    }
     let key = format!("v{n}.{seq}");
     let content = body(&key, shared.body_bytes);
-    shared.ledger.lock().sent(&key);
     let data = json!({"chatId": chat, "content": content, "clientMessageId": key});
     tx.send(frame(100 + *seq, "chat.visitor_send_message", data, Some(offsets))).await?;
     Ok(())
@@ -292,8 +304,15 @@ async fn agent(
                         shared.ledger.lock().delivered(content, now_micros());
                         let Some((key, _)) = super::ledger::parse(content) else { continue };
                         let reply = format!("{key}r");
+                        {
+                            // Not once the run is over (see `run`): nobody would read it.
+                            let mut ledger = shared.ledger.lock();
+                            if *phase.borrow() == Phase::Done {
+                                continue;
+                            }
+                            ledger.sent(&reply);
+                        }
                         let content = body(&reply, shared.body_bytes);
-                        shared.ledger.lock().sent(&reply);
                         next_id += 1;
                         let data = json!({"chatId": chat, "content": content, "clientMessageId": reply});
                         tx.send(frame(next_id, "chat.agent_send_message", data, Some(o))).await?;
