@@ -60,10 +60,6 @@ pub const OUTBOX: usize = 4096;
 const MAX_OUT_FRAME: usize = 64 * 1024 * 1024;
 /// How long an answer may wait for room in a full outbox before the socket is too slow.
 const ANSWER_WAIT: Duration = Duration::from_secs(5);
-/// Pushes queued for an agent socket on their way to its outbox (see `forward_agent_pushes`).
-/// As large as the outbox: the hub counts a full channel here as a slow socket too, and
-/// site-wide pushes reach every agent socket in bursts while the forwarder waits for CPU.
-const AGENT_PUSHES: usize = OUTBOX;
 /// The close code of a socket whose session was logged out or revoked (private range).
 pub const SESSION_CLOSED: u16 = 4001;
 /// How the hub serialises the `session.closed` push (the agent module's revocation notice).
@@ -219,33 +215,22 @@ async fn session(
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel::<Message>(OUTBOX);
     let overflow = Overflow::default();
-    let writer = tokio::spawn(write_loop(sink, rx, overflow.clone()));
+    // An agent socket ends when its session is revoked (`session.closed` pushed from any
+    // node): its writer recognises the push, closes with 4001 and wakes the reader.
+    let revoked = Arc::new(Notify::new());
+    let session = match &caller {
+        Some(Caller::Agent { session_id, .. }) => Some(Session { id: session_id.clone(), revoked: revoked.clone() }),
+        _ => None,
+    };
+    let writer = tokio::spawn(write_loop(sink, rx, overflow.clone(), session));
     let mut shutting_down = app.inner.shutdown.subscribe();
     let conn_id = client.connection_id.clone().unwrap_or_default();
 
-    // A socket with a caller is attached for pushes under its caller's route keys. An
-    // agent's pushes pass through `forward_agent_pushes`, which ends the socket when its
-    // session is revoked (`session.closed`, from any node): close code 4001.
-    let revoked = Arc::new(Notify::new());
-    let mut forwarder = None;
+    // A socket with a caller is attached for pushes under its caller's route keys.
     let attached = match caller {
         Some(caller) => {
             let keys = route_keys(&caller);
-            let pushes = match &caller {
-                Caller::Agent { session_id, .. } => {
-                    let (push_tx, push_rx) = mpsc::channel::<Message>(AGENT_PUSHES);
-                    let task = forward_agent_pushes(
-                        push_rx,
-                        tx.clone(),
-                        overflow.clone(),
-                        session_id.clone(),
-                        revoked.clone(),
-                    );
-                    forwarder = Some(tokio::spawn(task));
-                    push_tx
-                }
-                _ => tx.clone(),
-            };
+            let pushes = tx.clone();
             if let Err(e) = app.inner.hub.attach(&conn_id, &keys, pushes, overflow.clone()).await {
                 tracing::warn!(error = %e, "socket not attached for pushes");
             }
@@ -304,9 +289,6 @@ async fn session(
         app.inner.hub.detach(&conn_id, &keys).await;
         Box::pin(disconnected(&app, &caller, &conn_id)).await;
     }
-    if let Some(task) = forwarder {
-        task.abort();
-    }
     drop(tx);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     metrics::gauge!("frontdesk_ws_connections").decrement(1.0);
@@ -318,41 +300,6 @@ async fn disconnected(app: &AppState, caller: &Caller, conn_id: &str) {
     if let Err(f) = app.inner.engine.call_internal("socket.disconnect", data).await {
         if f.kind != ErrorKind::UnknownEvent {
             tracing::warn!(error = %f, "socket.disconnect failed");
-        }
-    }
-}
-
-/// Hands an agent socket's pushes to its writer, except `session.closed`: for this
-/// socket's session it is passed on and the socket ends (`revoked`); for the agent's other
-/// sessions it is dropped. A full outbox counts as too slow, as in the hub.
-async fn forward_agent_pushes(
-    mut pushes: mpsc::Receiver<Message>,
-    tx: mpsc::Sender<Message>,
-    overflow: Overflow,
-    session_id: String,
-    revoked: Arc<Notify>,
-) {
-    while let Some(message) = pushes.recv().await {
-        if let Message::Text(text) = &message {
-            if text.as_str().starts_with(SESSION_CLOSED_PUSH) {
-                let ours = serde_json::from_str::<Value>(text.as_str())
-                    .ok()
-                    .is_some_and(|v| v["data"]["sessionId"].as_str() == Some(session_id.as_str()));
-                if ours {
-                    let _ = tx.try_send(message);
-                    revoked.notify_one();
-                    return;
-                }
-                continue;
-            }
-        }
-        match tx.try_send(message) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                overflow.raise();
-                return;
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
         }
     }
 }
@@ -465,17 +412,51 @@ fn close(code: u16, reason: &'static str) -> Message {
     Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))
 }
 
+/// An agent socket's session, which a `session.closed` push for it ends.
+struct Session {
+    id: String,
+    /// Wakes the reader loop once the writer has closed the socket with 4001.
+    revoked: Arc<Notify>,
+}
+
+/// What the writer does with one queued frame.
+enum Outgoing {
+    Frame(Message),
+    /// `session.closed` for another session of the same agent: not this socket's business.
+    Skip,
+    /// `session.closed` for this socket's session: sent, then the socket closes with 4001.
+    Revoked(Message),
+}
+
+fn outgoing(session: Option<&Session>, message: Message) -> Outgoing {
+    let Some(session) = session else { return Outgoing::Frame(message) };
+    let Message::Text(text) = &message else { return Outgoing::Frame(message) };
+    if !text.as_str().starts_with(SESSION_CLOSED_PUSH) {
+        return Outgoing::Frame(message);
+    }
+    let ours = serde_json::from_str::<Value>(text.as_str())
+        .ok()
+        .is_some_and(|v| v["data"]["sessionId"].as_str() == Some(session.id.as_str()));
+    if ours {
+        Outgoing::Revoked(message)
+    } else {
+        Outgoing::Skip
+    }
+}
+
 /// Owns the sink: sends what is queued, flushing once per batch rather than per frame.
-/// Ends when the queue closes, after a close frame, or when the socket is found too slow:
-/// then a blocked write is abandoned, the close frame gets one bounded try, and dropping
-/// the sink drops the connection.
+/// Ends when the queue closes, after a close frame (or this agent session's
+/// `session.closed`, followed by close 4001), or when the socket is found too slow: then a
+/// blocked write is abandoned, the close frame gets one bounded try, and dropping the sink
+/// drops the connection.
 async fn write_loop(
     mut sink: futures::stream::SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Message>,
     overflow: Overflow,
+    session: Option<Session>,
 ) {
     let too_slow = tokio::select! {
-        _ = pump(&mut sink, &mut rx) => false,
+        _ = pump(&mut sink, &mut rx, session.as_ref()) => false,
         _ = overflow.raised() => true,
     };
     if too_slow {
@@ -483,25 +464,40 @@ async fn write_loop(
     }
 }
 
-async fn pump(sink: &mut futures::stream::SplitSink<WebSocket, Message>, rx: &mut mpsc::Receiver<Message>) {
+async fn pump(
+    sink: &mut futures::stream::SplitSink<WebSocket, Message>,
+    rx: &mut mpsc::Receiver<Message>,
+    session: Option<&Session>,
+) {
     while let Some(first) = rx.recv().await {
-        let closing = matches!(first, Message::Close(_));
-        if sink.feed(first).await.is_err() {
-            return;
-        }
-        let mut closed = closing;
-        while !closed {
-            match rx.try_recv() {
-                Ok(next) => {
-                    closed = matches!(next, Message::Close(_));
-                    if sink.feed(next).await.is_err() {
+        let mut next = Some(first);
+        let mut ended = false;
+        while let Some(message) = next.take() {
+            match outgoing(session, message) {
+                Outgoing::Skip => {}
+                Outgoing::Frame(message) => {
+                    ended = matches!(message, Message::Close(_));
+                    if sink.feed(message).await.is_err() {
                         return;
                     }
                 }
-                Err(_) => break,
+                Outgoing::Revoked(push) => {
+                    if sink.feed(push).await.is_err() {
+                        return;
+                    }
+                    let _ = sink.feed(close(SESSION_CLOSED, "session logged out")).await;
+                    if let Some(session) = session {
+                        session.revoked.notify_one();
+                    }
+                    ended = true;
+                }
             }
+            if ended {
+                break;
+            }
+            next = rx.try_recv().ok();
         }
-        if sink.flush().await.is_err() || closed {
+        if sink.flush().await.is_err() || ended {
             let _ = sink.close().await;
             return;
         }

@@ -24,7 +24,7 @@ use super::{db_err, SqliteStore, D};
 use crate::convert;
 use crate::history_rows::{
     self, first_responses, fts5_query, members_by_chat, message_columns, place_in_parts, summary_from_row, MessageRow,
-    SummaryRow,
+    PartText, SummaryRow,
 };
 use crate::message_writes::MessageWrites;
 
@@ -439,17 +439,15 @@ async fn rewrite_search_text(tx: &mut SqliteConnection, chat: ChatId, site: Site
     let contents: Vec<String> =
         sqlx::query_scalar(CHAT_CONTENTS).bind(chat).bind(site).fetch_all(&mut *tx).await.map_err(db_err)?;
     for text in place_in_parts(None, contents.iter().map(String::as_str)) {
-        sqlx::query(NEW_PART)
-            .bind(chat)
-            .bind(site)
-            .bind(text.part)
-            .bind(text.chars)
-            .bind(text.body)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        new_part(tx, chat, site, text).await?;
     }
     Ok(())
+}
+
+/// Opens a chat's next search part.
+async fn new_part(tx: &mut SqliteConnection, chat: i64, site: i64, text: PartText) -> BackendResult<()> {
+    let query = sqlx::query(NEW_PART).bind(chat).bind(site).bind(text.part).bind(text.chars).bind(text.body);
+    query.execute(&mut *tx).await.map_err(db_err).map(drop)
 }
 
 /// Appends the text of a batch's new messages to their chats' search parts (migration
@@ -466,20 +464,11 @@ async fn append_search_text(tx: &mut SqliteConnection, mut fresh: Vec<&MessageRe
         {
             match open {
                 Some((row, part, _)) if part == text.part => {
-                    sqlx::query(APPEND_TO_PART).bind(text.body).bind(text.chars).bind(row).execute(&mut *tx).await
+                    let query = sqlx::query(APPEND_TO_PART).bind(text.body).bind(text.chars).bind(row);
+                    query.execute(&mut *tx).await.map_err(db_err)?;
                 }
-                _ => {
-                    sqlx::query(NEW_PART)
-                        .bind(chat_id)
-                        .bind(site_id)
-                        .bind(text.part)
-                        .bind(text.chars)
-                        .bind(text.body)
-                        .execute(&mut *tx)
-                        .await
-                }
+                _ => new_part(tx, chat_id, site_id, text).await?,
             }
-            .map_err(db_err)?;
         }
     }
     Ok(())
