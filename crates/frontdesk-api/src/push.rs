@@ -29,7 +29,7 @@ use frontdesk_core::state::StateStore;
 use parking_lot::RwLock;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// How long a route entry lives without a refresh.
@@ -73,7 +73,7 @@ impl Overflow {
 
 struct LocalConn {
     conn_id: String,
-    tx: mpsc::Sender<Message>,
+    tx: flume::Sender<Message>,
     overflow: Overflow,
     /// Every key the socket is attached under, to drop it from all of them on overflow.
     keys: Arc<[String]>,
@@ -81,6 +81,9 @@ struct LocalConn {
 
 pub struct PushHub {
     node_id: u16,
+    /// No other node can exist (embedded mode: the runtime state lives in this process), so
+    /// a push skips the route table and goes to this node's sockets only.
+    single_node: bool,
     local: RwLock<HashMap<String, Vec<LocalConn>>>,
     routes: RouteTable,
     pubsub: Arc<dyn PubSub>,
@@ -93,9 +96,12 @@ struct Frame<'a> {
 }
 
 impl PushHub {
-    pub fn new(node_id: u16, state: Arc<dyn StateStore>, pubsub: Arc<dyn PubSub>) -> Arc<PushHub> {
+    /// `single_node`: whether this node is the only one there can be (see [`PushHub`]'s
+    /// field of that name).
+    pub fn new(node_id: u16, state: Arc<dyn StateStore>, pubsub: Arc<dyn PubSub>, single_node: bool) -> Arc<PushHub> {
         Arc::new(PushHub {
             node_id,
+            single_node,
             local: RwLock::new(HashMap::new()),
             routes: RouteTable::new(state, ROUTE_LEASE),
             pubsub,
@@ -141,7 +147,7 @@ impl PushHub {
         &self,
         conn_id: &str,
         route_keys: &[String],
-        tx: mpsc::Sender<Message>,
+        tx: flume::Sender<Message>,
         overflow: Overflow,
     ) -> BackendResult<()> {
         {
@@ -206,13 +212,13 @@ impl PushHub {
                 }
                 match conn.tx.try_send(Message::Text(frame.clone())) {
                     Ok(()) => delivered += 1,
-                    Err(mpsc::error::TrySendError::Full(_)) => {
+                    Err(flume::TrySendError::Full(_)) => {
                         metrics::counter!("frontdesk_push_dropped_total", "reason" => "slow_socket").increment(1);
                         if conn.overflow.raise() {
                             overflowed.push((conn.conn_id.clone(), conn.keys.clone()));
                         }
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    Err(flume::TrySendError::Disconnected(_)) => {}
                 }
             }
         }
@@ -233,6 +239,9 @@ impl Push for PushHub {
         for recipient in to {
             let key = recipient.route_key();
             self.deliver_local(&key, &frame);
+            if self.single_node {
+                continue;
+            }
             for node in self.routes.nodes(&key).await? {
                 if node != self.node_id {
                     self.pubsub.publish(&keys::node_channel(node), seal_envelope(&key, &frame)).await?;

@@ -40,7 +40,7 @@ use frontdesk_core::push::Recipient;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use crate::event::{bearer, client_info, json_response};
 use crate::push::{Overflow, TOO_SLOW};
@@ -213,7 +213,7 @@ async fn session(
 ) {
     metrics::gauge!("frontdesk_ws_connections").increment(1.0);
     let (sink, mut stream) = socket.split();
-    let (tx, rx) = mpsc::channel::<Message>(OUTBOX);
+    let (tx, rx) = flume::bounded::<Message>(OUTBOX);
     let overflow = Overflow::default();
     // An agent socket ends when its session is revoked (`session.closed` pushed from any
     // node): its writer recognises the push, closes with 4001 and wakes the reader.
@@ -245,18 +245,18 @@ async fn session(
             // Too slow: the writer closes the socket; leave and detach.
             _ = overflow.raised() => break,
             _ = revoked.notified() => {
-                let _ = tokio::time::timeout(ANSWER_WAIT, tx.send(close(SESSION_CLOSED, "session logged out"))).await;
+                let _ = tokio::time::timeout(ANSWER_WAIT, tx.send_async(close(SESSION_CLOSED, "session logged out"))).await;
                 break;
             }
             _ = stopped(&mut shutting_down) => {
-                let _ = tx.send(close(1001, "server shutting down")).await;
+                let _ = tx.send_async(close(1001, "server shutting down")).await;
                 break;
             }
         };
         let text = match frame {
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Binary(_))) => {
-                let _ = tx.send(close(1003, "frames must be JSON text")).await;
+                let _ = tx.send_async(close(1003, "frames must be JSON text")).await;
                 break;
             }
             Some(Ok(Message::Close(_))) | None => break,
@@ -264,7 +264,7 @@ async fn session(
             Some(Err(e)) => {
                 // tungstenite refuses an oversized frame while reading it.
                 if e.to_string().contains("too long") || e.to_string().contains("Space limit") {
-                    let _ = tx.send(close(1009, "frame too large")).await;
+                    let _ = tx.send_async(close(1009, "frame too large")).await;
                 }
                 break;
             }
@@ -273,7 +273,7 @@ async fn session(
         // every idle socket's task that large for its whole life (issue #7, `bench idle`).
         let answer = Box::pin(handle_frame(&app, &token, &client, text.as_str())).await;
         let queued = tokio::select! {
-            queued = tokio::time::timeout(ANSWER_WAIT, tx.send(Message::Text(answer))) => queued,
+            queued = tokio::time::timeout(ANSWER_WAIT, tx.send_async(Message::Text(answer))) => queued,
             _ = overflow.raised() => break,
         };
         match queued {
@@ -451,12 +451,12 @@ fn outgoing(session: Option<&Session>, message: Message) -> Outgoing {
 /// drops the connection.
 async fn write_loop(
     mut sink: futures::stream::SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Message>,
+    rx: flume::Receiver<Message>,
     overflow: Overflow,
     session: Option<Session>,
 ) {
     let too_slow = tokio::select! {
-        _ = pump(&mut sink, &mut rx, session.as_ref()) => false,
+        _ = pump(&mut sink, &rx, session.as_ref()) => false,
         _ = overflow.raised() => true,
     };
     if too_slow {
@@ -466,10 +466,10 @@ async fn write_loop(
 
 async fn pump(
     sink: &mut futures::stream::SplitSink<WebSocket, Message>,
-    rx: &mut mpsc::Receiver<Message>,
+    rx: &flume::Receiver<Message>,
     session: Option<&Session>,
 ) {
-    while let Some(first) = rx.recv().await {
+    while let Ok(first) = rx.recv_async().await {
         let mut next = Some(first);
         let mut ended = false;
         while let Some(message) = next.take() {

@@ -80,9 +80,46 @@ fn encode(v: Value) -> Option<String> {
 /// everything else as JSON (so `"42"` reads as a number or as the string "42").
 struct FieldValue<'a>(&'a str);
 
+/// A field whose text is a JSON integer or boolean, read without building a JSON value
+/// (most fields of runtime objects are counters, ids, timestamps and flags).
+enum Plain {
+    U64(u64),
+    I64(i64),
+    Bool(bool),
+}
+
 impl<'a> FieldValue<'a> {
     fn json(&self) -> Result<Value, de::value::Error> {
         serde_json::from_str(self.0).map_err(|e| de::Error::custom(format!("{e} in {:?}", self.0)))
+    }
+
+    /// The field as JSON would read it, when it is a plain integer or boolean; `None` for
+    /// anything else (which then goes through the JSON parser).
+    fn plain(&self) -> Option<Plain> {
+        let text = self.0;
+        let integer = |digits: &str| {
+            let b = digits.as_bytes();
+            // JSON's integers: no leading zero (but "0" itself), digits only.
+            !b.is_empty() && b.iter().all(u8::is_ascii_digit) && (b[0] != b'0' || b.len() == 1)
+        };
+        match text {
+            "true" => Some(Plain::Bool(true)),
+            "false" => Some(Plain::Bool(false)),
+            _ => match text.strip_prefix('-') {
+                Some(rest) if integer(rest) && rest != "0" => text.parse().ok().map(Plain::I64),
+                Some(_) => None,
+                None if integer(text) => text.parse().ok().map(Plain::U64),
+                None => None,
+            },
+        }
+    }
+
+    fn visit_plain<'de, V: Visitor<'de>>(p: Plain, visitor: V) -> Result<V::Value, de::value::Error> {
+        match p {
+            Plain::U64(n) => visitor.visit_u64(n),
+            Plain::I64(n) => visitor.visit_i64(n),
+            Plain::Bool(b) => visitor.visit_bool(b),
+        }
     }
 }
 
@@ -96,6 +133,9 @@ impl<'de> IntoDeserializer<'de, de::value::Error> for FieldValue<'de> {
 macro_rules! via_json {
     ($($method:ident)*) => {$(
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+            if let Some(p) = self.plain() {
+                return Self::visit_plain(p, visitor);
+            }
             self.json()?.$method(visitor).map_err(de::Error::custom)
         }
     )*};
@@ -105,6 +145,9 @@ impl<'de> de::Deserializer<'de> for FieldValue<'de> {
     type Error = de::value::Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        if let Some(p) = self.plain() {
+            return Self::visit_plain(p, visitor);
+        }
         match serde_json::from_str::<Value>(self.0) {
             Ok(v) => v.deserialize_any(visitor).map_err(de::Error::custom),
             Err(_) => visitor.visit_borrowed_str(self.0),
@@ -242,6 +285,62 @@ mod tests {
         let stored: Vec<(String, String)> = fields.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
         let back: Obj = from_fields(&stored).expect("read back");
         assert_eq!(back, obj);
+    }
+
+    /// The shortcut for integers and booleans reads every text exactly as the JSON parser
+    /// would (numbers at the edges of their types, leading zeros, signs, near-misses).
+    #[test]
+    fn plain_fields_read_as_json_reads_them() {
+        let texts = [
+            "0",
+            "7",
+            "-7",
+            "-0",
+            "00",
+            "01",
+            "-01",
+            "+1",
+            "1.0",
+            "1e3",
+            "true",
+            "false",
+            "True",
+            "null",
+            "",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "9223372036854775807",
+            "9223372036854775808",
+            " 1",
+            "1 ",
+            "abc",
+            "\"1\"",
+            "[1]",
+            "{}",
+        ];
+        for text in texts {
+            let field = || [("f".to_string(), text.to_string())];
+            let json = serde_json::from_str::<Value>(text).unwrap_or_else(|_| Value::String(text.into()));
+            #[derive(Deserialize)]
+            struct Any {
+                f: Value,
+            }
+            assert_eq!(from_fields::<Any>(&field()).expect("any").f, json, "any: {text:?}");
+            macro_rules! typed {
+                ($($t:ty),*) => {$({
+                    #[derive(Deserialize)]
+                    struct T {
+                        f: $t,
+                    }
+                    let fast = from_fields::<T>(&field()).ok().map(|t| t.f);
+                    let slow = serde_json::from_str::<Value>(text).ok().and_then(|v| <$t>::deserialize(v).ok());
+                    assert_eq!(fast, slow, "{}: {text:?}", stringify!($t));
+                })*};
+            }
+            typed!(i64, u64, i32, u32, u16, bool, f64);
+        }
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub async fn run_observed(
         node.ids.node_id(),
         node.backends.state.clone(),
         node.backends.pubsub.clone(),
+        // In-memory state is this process's own: no other node can hold a socket.
+        matches!(config.state, config::StateBackend::Memory),
     );
     let hub_tasks = hub.start().await?;
     let engine = wiring::engine(&config, &node, hub.clone()).await?;

@@ -15,7 +15,7 @@ use frontdesk_core::state::{Script, ScriptTx, ScriptValue};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{access, new_message, Chats, Who};
+use super::{access, new_message, Appended, Chats, Counters, Who};
 use crate::model::{message_type, ChatMeta, ChatStatus, ParticipantRole};
 use crate::RegisterError;
 
@@ -64,7 +64,7 @@ impl Handler for SendMessage {
     async fn run(&self, ctx: &mut Ctx) -> Result<Step, Failure> {
         let body: SendBody = ctx.decode()?;
         let access = access(ctx)?;
-        let meta = self.0.meta_or_404(access.chat_id).await?;
+        let meta = self.0.request_meta(ctx, access.chat_id).await?;
         let content = body.content.trim();
         let chars = content.chars().count();
         if chars == 0 || chars > MAX_CONTENT_CHARS {
@@ -95,8 +95,22 @@ impl Handler for SendMessage {
             content.to_string(),
             body.client_message_id,
         );
-        let out = self.0.post(&meta, msg).await?;
-        let signed = self.0.macs.signed_json(meta.site_id, &out.message).await?;
+        let (out, signed) = self.0.post(&meta, msg).await?;
+        if out.is_new {
+            // The counters as the append left them, for `chat/sync` (see `Appended`). A
+            // repeated clientMessageId returns an older message: sync reads the chat then.
+            ctx.extensions.insert(Appended {
+                site_id: meta.site_id,
+                counters: Counters {
+                    chat_id: meta.chat_id,
+                    seq: out.message.seq,
+                    visitor_data_offset: out.visitor_data_offset,
+                    agent_data_offset: out.agent_data_offset,
+                },
+                message_id: out.message.id,
+                signed: signed.clone(),
+            });
+        }
         // No "was it new" flag: both calls with one clientMessageId answer alike (SPEC §6).
         ctx.set_result("message", signed);
         Ok(Step::Next)
@@ -159,7 +173,7 @@ impl Handler for Heartbeat {
         let body: HeartbeatBody = ctx.decode()?;
         let access = access(ctx)?;
         let chats = &self.0;
-        let meta = chats.meta_or_404(access.chat_id).await?;
+        let meta = chats.request_meta(ctx, access.chat_id).await?;
         let (side, other, cursor_field, me) = match access.who {
             Who::Visitor(v) => ("visitor", "agent", "visitor".to_string(), v),
             Who::Agent { agent_id, .. } => ("agent", "visitor", format!("a:{agent_id}"), agent_id),

@@ -99,6 +99,45 @@ pub(crate) struct ChatAccess {
     pub who: Who,
 }
 
+/// The chat's metadata as `chat/offsets` read it, for the stages after it in the same
+/// request: the hash is read once per request, not once per stage. Stages that change the
+/// chat's status or participants read it again under the edit lock; appends are checked
+/// atomically by the append script whatever this copy says.
+#[derive(Debug, Clone)]
+pub(crate) struct ReadMeta(pub Arc<ChatMeta>);
+
+/// What `chat/send_message` appended, for `chat/sync` to answer from: the chat's counters
+/// right after the append (taken in the append's atomic step, so `seq` and both offsets
+/// agree) and the message as signed, so the answer neither reads the chat nor signs the
+/// message again.
+pub(crate) struct Appended {
+    pub site_id: SiteId,
+    pub counters: Counters,
+    pub message_id: Id,
+    pub signed: Value,
+}
+
+/// A chat's message counters at one instant: what `chat/sync` needs to find the messages a
+/// client lacks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Counters {
+    pub chat_id: ChatId,
+    pub seq: i64,
+    pub visitor_data_offset: i64,
+    pub agent_data_offset: i64,
+}
+
+impl Counters {
+    pub(crate) fn of(meta: &ChatMeta) -> Counters {
+        Counters {
+            chat_id: meta.chat_id,
+            seq: meta.seq,
+            visitor_data_offset: meta.visitor_data_offset,
+            agent_data_offset: meta.agent_data_offset,
+        }
+    }
+}
+
 /// What a chat stage asks dispatch's `did` stages to do, in `ctx.values["dispatch"]`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -129,6 +168,15 @@ impl Chats {
 
     pub(crate) async fn meta(&self, chat_id: ChatId) -> Result<Option<ChatMeta>, Failure> {
         Ok(object::load::<ChatMeta>(self.state.as_ref(), &chat_meta_key(chat_id)).await?)
+    }
+
+    /// The chat's metadata as `chat/offsets` read it in this request (see [`ReadMeta`]), or
+    /// as it stands now when no earlier stage read it.
+    pub(crate) async fn request_meta(&self, ctx: &Ctx, chat_id: ChatId) -> Result<Arc<ChatMeta>, Failure> {
+        match ctx.extensions.get::<ReadMeta>() {
+            Some(ReadMeta(meta)) if meta.chat_id == chat_id => Ok(meta.clone()),
+            _ => Ok(Arc::new(self.meta_or_404(chat_id).await?)),
+        }
     }
 
     /// The chat's metadata, or `not_found` when the runtime state has no such chat.
@@ -205,10 +253,14 @@ impl Chats {
 
     /// Appends a message and pushes `chat.message` to everyone in the chat but its sender
     /// (and never to the visitor when `visible_to_visitor` is false).
-    pub(crate) async fn post(&self, meta: &ChatMeta, msg: ChatMessage) -> Result<AppendOutcome, Failure> {
+    ///
+    /// Also returns the message as signed (without the offsets the push adds): the one
+    /// signature serves the push, the caller's answer and `chat/sync`.
+    pub(crate) async fn post(&self, meta: &ChatMeta, msg: ChatMessage) -> Result<(AppendOutcome, Value), Failure> {
         let outcome = append::append(self.state.as_ref(), meta.chat_id, msg).await?;
+        let signed = self.macs.signed_json(meta.site_id, &outcome.message).await?;
         if outcome.is_new {
-            let mut data = self.macs.signed_json(meta.site_id, &outcome.message).await?;
+            let mut data = signed.clone();
             if let Value::Object(map) = &mut data {
                 map.insert("visitorDataOffset".into(), outcome.visitor_data_offset.into());
                 map.insert("agentDataOffset".into(), outcome.agent_data_offset.into());
@@ -216,7 +268,7 @@ impl Chats {
             let to = Self::recipients(meta, Some(outcome.message.sender_id), true);
             self.push_to(&to, "chat.message", &data).await;
         }
-        Ok(outcome)
+        Ok((outcome, signed))
     }
 
     /// A system message (type 4, agent side), e.g. "Ann joined the chat".

@@ -12,7 +12,7 @@ use frontdesk_core::store::ChatMembership;
 use serde::Deserialize;
 
 use super::append::create_meta;
-use super::{ChatAccess, Chats, Who};
+use super::{Appended, ChatAccess, Chats, Counters, ReadMeta, Who};
 use crate::model::{message_type, ChatMeta, ChatStatus, Participant, ParticipantRole};
 use crate::RegisterError;
 
@@ -197,21 +197,37 @@ impl Handler for CheckOffsets {
             // Rule 2: the client holds more than this server: incremental rebuild.
             return Ok(answer_rebuild(ctx, meta.visitor_data_offset, meta.agent_data_offset));
         }
+        ctx.extensions.insert(ReadMeta(Arc::new(meta)));
         Ok(Step::Next)
     }
 }
 
 /// Fills the answer with the chat's offsets and the messages the client lacks.
+///
+/// After `chat/send_message` appended, the counters the append left and its signed message
+/// are reused (see [`Appended`]); any other event reads the chat as it stands now, since
+/// the event may have changed it.
 pub(super) async fn sync(chats: &Chats, ctx: &mut Ctx, chat_id: ChatId) -> Result<(), Failure> {
-    let meta = chats.meta_or_404(chat_id).await?;
+    let appended = ctx.extensions.remove::<Appended>().filter(|a| a.counters.chat_id == chat_id);
+    let (site_id, counters) = match &appended {
+        Some(a) => (a.site_id, a.counters),
+        None => {
+            let meta = chats.meta_or_404(chat_id).await?;
+            (meta.site_id, Counters::of(&meta))
+        }
+    };
+    let mut signed = appended.map(|a| (a.message_id, a.signed));
     let client = ctx.request.offsets.unwrap_or_default();
     let mut messages = Vec::new();
-    for m in lacking(chats.state.as_ref(), &meta, client).await? {
-        messages.push(chats.macs.signed_json(meta.site_id, &m).await?);
+    for m in lacking(chats.state.as_ref(), counters, client).await? {
+        match signed.take_if(|(id, _)| *id == m.id) {
+            Some((_, value)) => messages.push(value),
+            None => messages.push(chats.macs.signed_json(site_id, &m).await?),
+        }
     }
     ctx.response.code = 0;
-    ctx.response.visitor_data_offset = Some(meta.visitor_data_offset);
-    ctx.response.agent_data_offset = Some(meta.agent_data_offset);
+    ctx.response.visitor_data_offset = Some(counters.visitor_data_offset);
+    ctx.response.agent_data_offset = Some(counters.agent_data_offset);
     ctx.response.messages = Some(messages);
     Ok(())
 }
@@ -224,7 +240,7 @@ pub(super) async fn sync(chats: &Chats, ctx: &mut Ctx, chat_id: ChatId) -> Resul
 /// length of the chat.
 pub(super) async fn lacking(
     state: &dyn frontdesk_core::state::StateStore,
-    meta: &ChatMeta,
+    meta: Counters,
     client: frontdesk_core::pipeline::Offsets,
 ) -> Result<Vec<crate::model::ChatMessage>, Failure> {
     let need_visitor = (meta.visitor_data_offset - client.visitor_data_offset).max(0);
@@ -233,7 +249,9 @@ pub(super) async fn lacking(
         return Ok(Vec::new());
     }
     let key = crate::model::chat_messages_key(meta.chat_id);
-    let mut window = (need_visitor + need_agent).max(16);
+    // Usually the client lacks just the newest messages (its own, the other side's last):
+    // start with exactly as many as it lacks, and grow only if they are not all there.
+    let mut window = (need_visitor + need_agent).max(1);
     loop {
         let from = (meta.seq - window + 1).max(1);
         let rows = state.zrange_by_score(&key, from as f64, f64::INFINITY, None).await?;

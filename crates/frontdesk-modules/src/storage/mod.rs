@@ -6,7 +6,8 @@
 //!   something durable: it publishes one [`HistoryJob`] per effect (the chat as it stands,
 //!   each message the event added, the visitor record) to the bus queue
 //!   [`HISTORY_QUEUE`]. Core chat keeps working while the database is down (seed 000):
-//!   only the bus must answer.
+//!   only the bus must answer. Sending a message uses `storage/record_messages`, which
+//!   records just the messages (sending changes nothing else about the chat).
 //! - [`worker`] — `storage/start` / `storage/stop` (in `server.start` / `server.end`) and the
 //!   loop that applies batches of up to [`BATCH`] jobs in one store transaction. A batch
 //!   that fails is failed back to the bus (retried with backoff); while the store is

@@ -41,6 +41,7 @@ use crate::RegisterError;
 
 pub(super) fn register(registry: &mut Registry, storage: &Arc<Storage>) -> Result<(), RegisterError> {
     registry.register("storage/record", Arc::new(Record(storage.clone())))?;
+    registry.register("storage/record_messages", Arc::new(RecordMessages(storage.clone())))?;
     Ok(())
 }
 
@@ -54,19 +55,59 @@ impl Handler for Record {
         } else {
             self.chat_writes(ctx).await?
         };
-        if writes.is_empty() {
-            return Ok(Step::Next);
-        }
-        let mut payloads = Vec::with_capacity(writes.len());
-        for write in writes {
-            let job = HistoryJob::of(write);
-            let bytes =
-                serde_json::to_vec(&job).map_err(|e| Failure::internal(format!("cannot encode a history job: {e}")))?;
-            payloads.push(Bytes::from(bytes));
-        }
-        self.0.bus.publish_batch(HISTORY_QUEUE, payloads).await?;
+        publish(&self.0, writes).await?;
         Ok(Step::Next)
     }
+}
+
+/// `storage/record_messages`: the `did` stage of sending a message. Only the messages of
+/// the answer are recorded: sending changes no field of the chat's history record (its
+/// first response time is derived from the messages by the store), so the chat is not
+/// read, nor recorded again, per message. The chat's record is written by the events that
+/// change it (`storage/record`).
+struct RecordMessages(Arc<Storage>);
+
+#[async_trait]
+impl Handler for RecordMessages {
+    async fn run(&self, ctx: &mut Ctx) -> Result<Step, Failure> {
+        let (Some(chat_id), Some(site)) = (id_at(&ctx.request.data, "chatId"), ctx.caller.site_id()) else {
+            return Ok(Step::Next);
+        };
+        let rev = now_us();
+        let writes = answered_messages(ctx, chat_id)
+            .into_iter()
+            .map(|m| HistoryWrite::Message(message_record(site, m, rev, false)))
+            .collect();
+        publish(&self.0, writes).await?;
+        Ok(Step::Next)
+    }
+}
+
+/// Publishes the history jobs in one bus call (none: no call).
+async fn publish(storage: &Storage, writes: Vec<HistoryWrite>) -> Result<(), Failure> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let mut payloads = Vec::with_capacity(writes.len());
+    for write in writes {
+        let job = HistoryJob::of(write);
+        let bytes =
+            serde_json::to_vec(&job).map_err(|e| Failure::internal(format!("cannot encode a history job: {e}")))?;
+        payloads.push(Bytes::from(bytes));
+    }
+    storage.bus.publish_batch(HISTORY_QUEUE, payloads).await?;
+    Ok(())
+}
+
+/// The messages of `chat_id` in the answer (`messages`, then `data.message`), each once.
+fn answered_messages(ctx: &Ctx, chat_id: Id) -> Vec<ChatMessage> {
+    let mut seen = HashSet::new();
+    let answered = ctx.response.messages.iter().flatten();
+    answered
+        .chain(ctx.response.data.get("message"))
+        .filter_map(decode::<ChatMessage>)
+        .filter(|m| m.chat_id == chat_id && seen.insert(m.id))
+        .collect()
 }
 
 /// `value` as a `T`, if it is one.
@@ -110,12 +151,7 @@ impl Record {
                 }
             }
         } else {
-            let answered = ctx.response.messages.iter().flatten();
-            for value in answered.chain(ctx.response.data.get("message")) {
-                if let Some(m) = decode::<ChatMessage>(value) {
-                    messages.push(m);
-                }
-            }
+            messages = answered_messages(ctx, chat_id);
         }
         let mut seen = HashSet::new();
         for m in messages {

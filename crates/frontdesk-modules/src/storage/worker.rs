@@ -165,7 +165,7 @@ pub(crate) async fn apply_jobs(s: &Storage, jobs: &[Job]) -> bool {
             Err(reason) => fail(s, job, &reason).await,
         }
     }
-    match s.store.apply_history(&writes).await {
+    match s.store.apply_history(&coalesce_visitors(&writes)).await {
         Ok(()) => {
             ack(s, &good).await;
             false
@@ -182,6 +182,39 @@ pub(crate) async fn apply_jobs(s: &Storage, jobs: &[Job]) -> bool {
             one_by_one(s, &good, &writes).await
         }
     }
+}
+
+/// The batch with one visitor record per visitor: the newest (highest `version`), with the
+/// earliest `first_seen` of them all — what the store's upserts would end with after
+/// applying every one (they keep the newest version and the smallest `first_seen`). A
+/// visitor browsing records itself on every page visit, so a batch often holds many.
+/// Everything else is kept as it is, in order.
+fn coalesce_visitors(writes: &[HistoryWrite]) -> Vec<HistoryWrite> {
+    use std::collections::HashMap;
+    let mut newest: HashMap<(frontdesk_core::id::Id, frontdesk_core::id::Id), (usize, i64)> = HashMap::new();
+    for (i, w) in writes.iter().enumerate() {
+        if let HistoryWrite::Visitor(v) = w {
+            let slot = newest.entry((v.site_id, v.visitor_id)).or_insert((i, v.first_seen));
+            slot.1 = slot.1.min(v.first_seen);
+            if let HistoryWrite::Visitor(kept) = &writes[slot.0] {
+                if v.version >= kept.version {
+                    slot.0 = i;
+                }
+            }
+        }
+    }
+    writes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, w)| match w {
+            HistoryWrite::Visitor(v) => {
+                let (keep, first_seen) = newest.get(&(v.site_id, v.visitor_id)).copied()?;
+                (keep == i)
+                    .then(|| HistoryWrite::Visitor(frontdesk_core::history::VisitorHistory { first_seen, ..v.clone() }))
+            }
+            other => Some(other.clone()),
+        })
+        .collect()
 }
 
 async fn one_by_one(s: &Storage, jobs: &[&Job], writes: &[HistoryWrite]) -> bool {
@@ -228,5 +261,52 @@ async fn fail(s: &Storage, job: &Job, reason: &str) {
         Err(e) => {
             tracing::warn!(id = %job.id, error = %e, "bus fail failed; the job returns after the visibility timeout");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use frontdesk_core::history::VisitorHistory;
+    use frontdesk_core::id::Id;
+
+    fn visitor(id: u64, version: i64, first_seen: i64, page_views: i64) -> HistoryWrite {
+        HistoryWrite::Visitor(VisitorHistory {
+            visitor_id: Id(id),
+            site_id: Id(1),
+            name: String::new(),
+            email: String::new(),
+            custom_variables: Default::default(),
+            first_seen,
+            last_seen: version,
+            visit_count: 1,
+            page_views,
+            version,
+        })
+    }
+
+    #[test]
+    fn a_batch_keeps_each_visitors_newest_record_with_its_first_sighting() {
+        let status = HistoryWrite::AgentStatus(frontdesk_core::reports::AgentStatusChange {
+            site_id: Id(1),
+            agent_id: Id(2),
+            status: "online".into(),
+            at: 1,
+        });
+        // Out of order on purpose: versions, not positions, decide.
+        let batch = vec![
+            visitor(7, 30, 10, 3),
+            status.clone(),
+            visitor(8, 5, 5, 1),
+            visitor(7, 20, 8, 2),
+            visitor(7, 40, 12, 4),
+        ];
+        let out = coalesce_visitors(&batch);
+        assert_eq!(out.len(), 3, "{out:?}");
+        assert!(matches!(out[0], HistoryWrite::AgentStatus(_)));
+        let HistoryWrite::Visitor(v8) = &out[1] else { panic!("{out:?}") };
+        assert_eq!((v8.visitor_id, v8.version), (Id(8), 5));
+        let HistoryWrite::Visitor(v7) = &out[2] else { panic!("{out:?}") };
+        assert_eq!((v7.version, v7.page_views, v7.first_seen), (40, 4, 8));
     }
 }
