@@ -82,7 +82,7 @@ struct LocalConn {
 pub struct PushHub {
     node_id: u16,
     /// No other node can exist (embedded mode: the runtime state lives in this process), so
-    /// a push skips the route table and goes to this node's sockets only.
+    /// the route table is neither kept nor read: a push goes to this node's sockets only.
     single_node: bool,
     local: RwLock<HashMap<String, Vec<LocalConn>>>,
     routes: RouteTable,
@@ -120,6 +120,9 @@ impl PushHub {
                 }
             }
         });
+        if self.single_node {
+            return Ok(vec![listener]);
+        }
         let hub = self.clone();
         let refresher = tokio::spawn(async move {
             loop {
@@ -162,6 +165,9 @@ impl PushHub {
                 });
             }
         }
+        if self.single_node {
+            return Ok(());
+        }
         for key in route_keys {
             self.routes.add(key, conn_id, self.node_id).await?;
         }
@@ -171,6 +177,9 @@ impl PushHub {
     /// Detaches a socket (closed or logged out).
     pub async fn detach(&self, conn_id: &str, route_keys: &[String]) {
         self.forget_local(conn_id, route_keys);
+        if self.single_node {
+            return;
+        }
         for key in route_keys {
             if let Err(e) = self.routes.remove(key, conn_id).await {
                 tracing::debug!(error = %e, "route not removed; it lapses by itself");

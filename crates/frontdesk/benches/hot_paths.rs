@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the hot paths below the engine: id generation, state-store
 //! operations (memory; Redis when `FRONTDESK_BENCH_REDIS` names a server), the wire
-//! encoding of an answer and the decoding of a request body.
+//! encoding of an answer and the decoding of a request body, and the rebuild's merge of a
+//! client's copy into the chat (SPEC §6).
 //! Run: `cargo bench -p frontdesk --bench hot_paths` (add `FRONTDESK_BENCH_REDIS=redis://…`).
 
 use std::sync::Arc;
@@ -70,5 +71,54 @@ fn wire(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, ids, state, wire);
+/// A chat of `n` messages, alternating sides, as the server stored them.
+fn chat(n: i64, seq_from: i64) -> Vec<frontdesk_modules::model::ChatMessage> {
+    use frontdesk_core::id::Id;
+    (0..n)
+        .map(|i| {
+            let visitor = i % 2 == 0;
+            frontdesk_modules::model::ChatMessage {
+                id: Id(383_553_708_379_600_000 + (seq_from + i) as u64),
+                chat_id: Id(383_553_708_379_500_000),
+                seq: seq_from + i,
+                data_offset: (seq_from + i + 1) / 2,
+                message_type: if visitor { 1 } else { 2 },
+                sender_id: Id(if visitor { 11 } else { 22 }),
+                sender_name: if visitor { "Ada".into() } else { "Bo".into() },
+                content: "Hello, is the blue one still in stock in size 38?".into(),
+                send_time: format!("2026-11-24T09:45:{:02}.{:03}Z", (seq_from + i) / 1000 % 60, (seq_from + i) % 1000),
+                client_message_id: Some(format!("c-{}", seq_from + i)),
+                attachment: None,
+                sig: None,
+            }
+        })
+        .collect()
+}
+
+fn merge(c: &mut Criterion) {
+    // The usual rebuild: the state lost the chat, the client uploads its 200 messages.
+    let uploaded = chat(200, 1);
+    c.bench_function("rebuild merge: 200 uploaded into an empty chat", |b| {
+        b.iter(|| frontdesk_modules::chat::rebuild_union(Vec::new(), uploaded.clone()))
+    });
+    // Both sides hold messages: 180 the server kept plus 20 newer it lost, against the
+    // client's full copy (ids overlap; nothing renumbered).
+    let existing = chat(180, 1);
+    c.bench_function("rebuild merge: 180 kept + 200 uploaded, overlapping", |b| {
+        b.iter(|| frontdesk_modules::chat::rebuild_union(existing.clone(), uploaded.clone()))
+    });
+    // The worst case: the chat was recreated empty and counted again, so two counts of
+    // seq meet and everything is renumbered by send time.
+    let recounted = chat(50, 1).into_iter().map(|mut m| {
+        m.id = frontdesk_core::id::Id(m.id.0 + 1_000_000);
+        m.client_message_id = Some(format!("n-{}", m.seq));
+        m
+    });
+    let recounted: Vec<_> = recounted.collect();
+    c.bench_function("rebuild merge: 200 uploaded + 50 recounted, renumbered", |b| {
+        b.iter(|| frontdesk_modules::chat::rebuild_union(recounted.clone(), uploaded.clone()))
+    });
+}
+
+criterion_group!(benches, ids, state, wire, merge);
 criterion_main!(benches);

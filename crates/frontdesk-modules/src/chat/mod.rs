@@ -43,6 +43,9 @@ use crate::{Deps, RegisterError};
 pub use append::{AppendOutcome, APPEND_MESSAGE, CREATE_META, MERGE_MESSAGES};
 pub use limits::{MessageRate, GCRA};
 pub use messages::ADVANCE_CURSOR;
+/// The rebuild's merge, public only for the micro-benchmarks (`benches/hot_paths.rs`).
+#[doc(hidden)]
+pub use rebuild::union as rebuild_union;
 pub use sig::MacKeys;
 
 /// Registers the chat module's handlers.

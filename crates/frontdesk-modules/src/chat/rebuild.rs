@@ -50,7 +50,7 @@ struct RebuildBody {
 /// (the smallest id), ordered by `seq`. `seq` is re-derived in `sendTime` order only when
 /// the messages disagree (a missing or repeated `seq`); a side's `dataOffset`s are
 /// renumbered when they do not rise with `seq`.
-pub(crate) fn union(existing: Vec<ChatMessage>, uploaded: Vec<ChatMessage>) -> Vec<ChatMessage> {
+pub fn union(existing: Vec<ChatMessage>, uploaded: Vec<ChatMessage>) -> Vec<ChatMessage> {
     let mut by_id: BTreeMap<Id, ChatMessage> = BTreeMap::new();
     for m in existing.into_iter().chain(uploaded) {
         by_id.entry(m.id).or_insert(m);
