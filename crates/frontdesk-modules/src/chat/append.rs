@@ -101,15 +101,48 @@ pub struct AppendOutcome {
     pub agent_data_offset: i64,
 }
 
-/// The message JSON the scripts take: every field but `seq`, `dataOffset` and `sig`.
+/// A message as the append script takes it: every field of [`ChatMessage`] but `seq`,
+/// `dataOffset` (the script writes those) and `sig` (computed when sent), borrowed.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Body<'a> {
+    id: frontdesk_core::id::Id,
+    chat_id: ChatId,
+    message_type: i64,
+    sender_id: frontdesk_core::id::Id,
+    sender_name: &'a str,
+    content: &'a str,
+    send_time: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_message_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attachment: Option<&'a serde_json::Value>,
+}
+
+/// The message JSON the scripts take (see [`Body`]).
 fn body(msg: &ChatMessage) -> Result<String, Failure> {
-    let mut v = serde_json::to_value(msg).map_err(|e| Failure::internal(format!("cannot encode a message: {e}")))?;
-    if let Some(map) = v.as_object_mut() {
-        map.remove("seq");
-        map.remove("dataOffset");
-        map.remove("sig");
-    }
-    Ok(v.to_string())
+    let body = Body {
+        id: msg.id,
+        chat_id: msg.chat_id,
+        message_type: msg.message_type,
+        sender_id: msg.sender_id,
+        sender_name: &msg.sender_name,
+        content: &msg.content,
+        send_time: &msg.send_time,
+        client_message_id: msg.client_message_id.as_deref(),
+        attachment: msg.attachment.as_ref(),
+    };
+    serde_json::to_string(&body).map_err(|e| Failure::internal(format!("cannot encode a message: {e}")))
+}
+
+/// `seq` and `dataOffset` from the front of a message the append script just wrote
+/// (`{"seq":N,"dataOffset":M,…`), so a new message need not be parsed back whole.
+fn counters_of(stored: &str) -> Option<(i64, i64)> {
+    let rest = stored.strip_prefix(r#"{"seq":"#)?;
+    let (seq, rest) = rest.split_once(',')?;
+    let rest = rest.strip_prefix(r#""dataOffset":"#)?;
+    let (offset, _) = rest.split_once(',')?;
+    Some((seq.parse().ok()?, offset.parse().ok()?))
 }
 
 pub(crate) fn parse_stored(text: &str) -> Result<ChatMessage, Failure> {
@@ -134,8 +167,14 @@ pub(crate) async fn append(state: &dyn StateStore, chat: ChatId, msg: ChatMessag
         _ => return Err(Failure::internal("the append script answered oddly")),
     }
     let text = items.get(1).and_then(ScriptValue::as_str).unwrap_or_default();
+    let message = match (code, counters_of(text)) {
+        // New: exactly what was sent, with the counters the script gave it.
+        (1, Some((seq, data_offset))) => ChatMessage { seq, data_offset, ..msg },
+        // A repeated clientMessageId: the message stored the first time.
+        _ => parse_stored(text)?,
+    };
     Ok(AppendOutcome {
-        message: parse_stored(text)?,
+        message,
         is_new: code == 1,
         visitor_data_offset: items.get(2).and_then(ScriptValue::as_int).unwrap_or(0),
         agent_data_offset: items.get(3).and_then(ScriptValue::as_int).unwrap_or(0),
@@ -259,4 +298,38 @@ pub(crate) async fn create_meta(state: &dyn StateStore, meta: &crate::model::Cha
     let args: Vec<&str> = fields.iter().filter_map(|(k, v)| v.as_deref().map(|v| [k.as_str(), v])).flatten().collect();
     let out = state.eval(&CREATE_META, &[&chat_meta_key(meta.chat_id)], &args).await?;
     Ok(out.as_int() == Some(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use frontdesk_core::id::Id;
+
+    /// What the append script stores (its prefix plus the body) reads back as the message
+    /// that was sent, with its counters; `counters_of` finds them at the front.
+    #[test]
+    fn the_stored_body_reads_back_as_the_message() {
+        for (cmid, attachment) in [(None, None), (Some("c-1".to_string()), Some(serde_json::json!({"url": "x"})))] {
+            let sent = ChatMessage {
+                id: Id(383_553_708_379_602_944),
+                chat_id: Id(7),
+                seq: 0,
+                data_offset: 0,
+                message_type: message_type::VISITOR,
+                sender_id: Id(9),
+                sender_name: "Ada \"A\" ,".into(),
+                content: "Hello, \"quoted\", {braces}, é".into(),
+                send_time: "2026-11-24T09:45:30.158Z".into(),
+                client_message_id: cmid,
+                attachment,
+                sig: None,
+            };
+            let b = body(&sent).expect("body");
+            let stored = format!("{{\"seq\":12,\"dataOffset\":5,{}", &b[1..]);
+            assert_eq!(counters_of(&stored), Some((12, 5)));
+            let back = parse_stored(&stored).expect("parse");
+            assert_eq!(back, ChatMessage { seq: 12, data_offset: 5, ..sent });
+        }
+        assert_eq!(counters_of(r#"{"id":"1","seq":2}"#), None);
+    }
 }

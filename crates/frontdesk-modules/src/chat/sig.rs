@@ -79,8 +79,12 @@ impl MacKeys {
 
     /// The message as sent to clients: its JSON with `sig`.
     pub async fn signed_json(&self, site: SiteId, msg: &ChatMessage) -> Result<Value, Failure> {
-        let mut m = msg.clone();
-        m.sig = Some(self.sign(site, msg).await?);
-        serde_json::to_value(&m).map_err(|e| Failure::internal(format!("cannot encode a message: {e}")))
+        let sig = self.sign(site, msg).await?;
+        let mut value =
+            serde_json::to_value(msg).map_err(|e| Failure::internal(format!("cannot encode a message: {e}")))?;
+        if let Value::Object(map) = &mut value {
+            map.insert("sig".into(), Value::String(sig));
+        }
+        Ok(value)
     }
 }

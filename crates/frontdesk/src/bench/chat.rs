@@ -167,7 +167,12 @@ async fn visitor_side(
     let mut started = false;
     let mut offsets = (0i64, 0i64);
     let mut seq = 0u64;
-    let mut ticker = tokio::time::interval(interval.unwrap_or(Duration::from_secs(3600)));
+    // Visitors at a fixed rate start at spread phases (the golden-ratio sequence covers
+    // the interval evenly whatever the count), so the total rate is smooth, not one burst
+    // of every visitor per interval.
+    let every = interval.unwrap_or(Duration::from_secs(3600));
+    let start = every.mul_f64((n as f64 * 0.618_033_988_749_895).fract());
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + start, every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let closed_loop = interval.is_none();
     loop {
