@@ -32,7 +32,8 @@ if [ ! -d web/tests/node_modules/playwright-core ]; then
   echo "browser-tests: npm ci in web/tests"
   (cd web/tests && npm ci --no-audit --no-fund)
 fi
-bin="$root/target/debug/frontdesk"
+# Where cargo puts it: the clone's target/ unless CARGO_TARGET_DIR points elsewhere (a cache).
+bin="${CARGO_TARGET_DIR:-$root/target}/debug/frontdesk"
 if [ ! -x "$bin" ]; then
   echo "browser-tests: building the server"
   cargo build -p frontdesk --bin frontdesk
