@@ -81,11 +81,10 @@ struct LocalConn {
 
 pub struct PushHub {
     node_id: u16,
-    /// No other node can exist (embedded mode: the runtime state lives in this process), so
-    /// the route table is neither kept nor read: a push goes to this node's sockets only.
-    single_node: bool,
     local: RwLock<HashMap<String, Vec<LocalConn>>>,
-    routes: RouteTable,
+    /// Where other nodes' sockets are; `None` when no other node can exist (embedded mode:
+    /// the runtime state lives in this process), and a push goes to this node's sockets only.
+    routes: Option<RouteTable>,
     pubsub: Arc<dyn PubSub>,
 }
 
@@ -96,14 +95,13 @@ struct Frame<'a> {
 }
 
 impl PushHub {
-    /// `single_node`: whether this node is the only one there can be (see [`PushHub`]'s
-    /// field of that name).
+    /// `single_node`: whether this node is the only one there can be (then no route table
+    /// is kept).
     pub fn new(node_id: u16, state: Arc<dyn StateStore>, pubsub: Arc<dyn PubSub>, single_node: bool) -> Arc<PushHub> {
         Arc::new(PushHub {
             node_id,
-            single_node,
             local: RwLock::new(HashMap::new()),
-            routes: RouteTable::new(state, ROUTE_LEASE),
+            routes: (!single_node).then(|| RouteTable::new(state, ROUTE_LEASE)),
             pubsub,
         })
     }
@@ -120,9 +118,7 @@ impl PushHub {
                 }
             }
         });
-        if self.single_node {
-            return Ok(vec![listener]);
-        }
+        let Some(routes) = self.routes.clone() else { return Ok(vec![listener]) };
         let hub = self.clone();
         let refresher = tokio::spawn(async move {
             loop {
@@ -134,7 +130,7 @@ impl PushHub {
                     .flat_map(|(key, conns)| conns.iter().map(|c| (key.clone(), c.conn_id.clone())))
                     .collect();
                 for (key, conn_id) in entries {
-                    if let Err(e) = hub.routes.add(&key, &conn_id, hub.node_id).await {
+                    if let Err(e) = routes.add(&key, &conn_id, hub.node_id).await {
                         tracing::warn!(error = %e, "cannot refresh a socket's route");
                         break;
                     }
@@ -165,11 +161,9 @@ impl PushHub {
                 });
             }
         }
-        if self.single_node {
-            return Ok(());
-        }
+        let Some(routes) = &self.routes else { return Ok(()) };
         for key in route_keys {
-            self.routes.add(key, conn_id, self.node_id).await?;
+            routes.add(key, conn_id, self.node_id).await?;
         }
         Ok(())
     }
@@ -177,11 +171,9 @@ impl PushHub {
     /// Detaches a socket (closed or logged out).
     pub async fn detach(&self, conn_id: &str, route_keys: &[String]) {
         self.forget_local(conn_id, route_keys);
-        if self.single_node {
-            return;
-        }
+        let Some(routes) = &self.routes else { return };
         for key in route_keys {
-            if let Err(e) = self.routes.remove(key, conn_id).await {
+            if let Err(e) = routes.remove(key, conn_id).await {
                 tracing::debug!(error = %e, "route not removed; it lapses by itself");
             }
         }
@@ -248,10 +240,8 @@ impl Push for PushHub {
         for recipient in to {
             let key = recipient.route_key();
             self.deliver_local(&key, &frame);
-            if self.single_node {
-                continue;
-            }
-            for node in self.routes.nodes(&key).await? {
+            let Some(routes) = &self.routes else { continue };
+            for node in routes.nodes(&key).await? {
                 if node != self.node_id {
                     self.pubsub.publish(&keys::node_channel(node), seal_envelope(&key, &frame)).await?;
                 }

@@ -101,13 +101,14 @@ async fn publish(storage: &Storage, writes: Vec<HistoryWrite>) -> Result<(), Fai
 
 /// The messages of `chat_id` in the answer (`messages`, then `data.message`), each once.
 fn answered_messages(ctx: &Ctx, chat_id: Id) -> Vec<ChatMessage> {
+    let answered = ctx.response.messages.iter().flatten().chain(ctx.response.data.get("message"));
+    once_each(chat_id, answered.filter_map(decode::<ChatMessage>))
+}
+
+/// The messages of `chat_id`, each id once (the first), in order.
+fn once_each(chat_id: Id, messages: impl Iterator<Item = ChatMessage>) -> Vec<ChatMessage> {
     let mut seen = HashSet::new();
-    let answered = ctx.response.messages.iter().flatten();
-    answered
-        .chain(ctx.response.data.get("message"))
-        .filter_map(decode::<ChatMessage>)
-        .filter(|m| m.chat_id == chat_id && seen.insert(m.id))
-        .collect()
+    messages.filter(|m| m.chat_id == chat_id && seen.insert(m.id)).collect()
 }
 
 /// `value` as a `T`, if it is one.
@@ -136,29 +137,26 @@ impl Record {
         }
         let visitor = object::load::<VisitorRecord>(state, &visitor_key(meta.site_id, meta.visitor_id)).await?;
         let mut writes = vec![HistoryWrite::Chat(chat_record(&meta, visitor.as_ref()))];
-        let mut messages: Vec<ChatMessage> = Vec::new();
         let rebuild = &*ctx.event == "chat.rebuild";
         // After the event appended or read its messages, and before a rebuild's read of the
         // merged chat (see the module's notes on versions).
         let rev = now_us();
-        if rebuild {
+        let messages = if rebuild {
             let all =
                 state.zrange_by_score(&chat_messages_key(chat_id), f64::NEG_INFINITY, f64::INFINITY, None).await?;
-            for (member, _) in all {
-                match serde_json::from_str::<ChatMessage>(&member) {
-                    Ok(m) => messages.push(m),
-                    Err(e) => tracing::warn!(chat = %chat_id, error = %e, "a stored message is not a ChatMessage"),
+            let stored = all.into_iter().filter_map(|(member, _)| match serde_json::from_str::<ChatMessage>(&member) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    tracing::warn!(chat = %chat_id, error = %e, "a stored message is not a ChatMessage");
+                    None
                 }
-            }
+            });
+            once_each(chat_id, stored)
         } else {
-            messages = answered_messages(ctx, chat_id);
-        }
-        let mut seen = HashSet::new();
-        for m in messages {
-            if m.chat_id == chat_id && seen.insert(m.id) {
-                writes.push(HistoryWrite::Message(message_record(meta.site_id, m, rev, rebuild)));
-            }
-        }
+            answered_messages(ctx, chat_id)
+        };
+        writes
+            .extend(messages.into_iter().map(|m| HistoryWrite::Message(message_record(meta.site_id, m, rev, rebuild))));
         Ok(writes)
     }
 

@@ -13,13 +13,17 @@
 //! Not `frontdesk_core::worker::run_worker`: that loop cannot hold back its fetches while
 //! the store is down, which is what keeps an outage from exhausting the retries.
 
+use std::borrow::Cow;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use frontdesk_core::bus::{FailOutcome, Job};
 use frontdesk_core::error::{BackendError, ErrorKind};
-use frontdesk_core::history::{HistoryJob, HistoryWrite, HISTORY_JOB_MAX_READ, HISTORY_QUEUE};
+use frontdesk_core::history::{HistoryJob, HistoryWrite, VisitorHistory, HISTORY_JOB_MAX_READ, HISTORY_QUEUE};
+use frontdesk_core::id::Id;
 use frontdesk_core::pipeline::{Ctx, Failure, Handler, Registry, Step};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -197,33 +201,45 @@ pub(crate) async fn apply_jobs(s: &Storage, jobs: &[Job]) -> bool {
 /// earliest `first_seen` of them all — what the store's upserts would end with after
 /// applying every one (they keep the newest version and the smallest `first_seen`). A
 /// visitor browsing records itself on every page visit, so a batch often holds many.
-/// Everything else is kept as it is, in order.
-fn coalesce_visitors(writes: &[HistoryWrite]) -> Vec<HistoryWrite> {
-    use std::collections::HashMap;
-    let mut newest: HashMap<(frontdesk_core::id::Id, frontdesk_core::id::Id), (usize, i64)> = HashMap::new();
+/// Everything else is kept as it is, in order; a batch where no visitor repeats is not
+/// copied.
+fn coalesce_visitors(writes: &[HistoryWrite]) -> Cow<'_, [HistoryWrite]> {
+    // Per visitor: the position of its newest record, and the earliest first sighting.
+    let mut newest: HashMap<(Id, Id), (&VisitorHistory, usize, i64)> = HashMap::new();
+    let mut repeats = false;
     for (i, w) in writes.iter().enumerate() {
-        if let HistoryWrite::Visitor(v) = w {
-            let slot = newest.entry((v.site_id, v.visitor_id)).or_insert((i, v.first_seen));
-            slot.1 = slot.1.min(v.first_seen);
-            if let HistoryWrite::Visitor(kept) = &writes[slot.0] {
+        let HistoryWrite::Visitor(v) = w else { continue };
+        match newest.entry((v.site_id, v.visitor_id)) {
+            Entry::Vacant(slot) => {
+                slot.insert((v, i, v.first_seen));
+            }
+            Entry::Occupied(mut slot) => {
+                repeats = true;
+                let (kept, at, first_seen) = slot.get_mut();
+                *first_seen = (*first_seen).min(v.first_seen);
                 if v.version >= kept.version {
-                    slot.0 = i;
+                    (*kept, *at) = (v, i);
                 }
             }
         }
     }
-    writes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, w)| match w {
+    if !repeats {
+        return Cow::Borrowed(writes);
+    }
+    let mut out = Vec::with_capacity(writes.len());
+    for (i, w) in writes.iter().enumerate() {
+        match w {
             HistoryWrite::Visitor(v) => {
-                let (keep, first_seen) = newest.get(&(v.site_id, v.visitor_id)).copied()?;
-                (keep == i)
-                    .then(|| HistoryWrite::Visitor(frontdesk_core::history::VisitorHistory { first_seen, ..v.clone() }))
+                if let Some(&(kept, at, first_seen)) = newest.get(&(v.site_id, v.visitor_id)) {
+                    if at == i {
+                        out.push(HistoryWrite::Visitor(VisitorHistory { first_seen, ..kept.clone() }));
+                    }
+                }
             }
-            other => Some(other.clone()),
-        })
-        .collect()
+            other => out.push(other.clone()),
+        }
+    }
+    Cow::Owned(out)
 }
 
 async fn one_by_one(s: &Storage, jobs: &[&Job], writes: &[HistoryWrite]) -> bool {
@@ -276,8 +292,6 @@ async fn fail(s: &Storage, job: &Job, reason: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use frontdesk_core::history::VisitorHistory;
-    use frontdesk_core::id::Id;
 
     fn visitor(id: u64, version: i64, first_seen: i64, page_views: i64) -> HistoryWrite {
         HistoryWrite::Visitor(VisitorHistory {
