@@ -1,16 +1,19 @@
-//! `frontdesk bench` against a real server, small and short: the scenarios run, and the
-//! run's own guarantees hold (nothing lost, nothing doubled, no chat offered twice). The
+//! `frontdesk bench` against a real server, small and short: the scenarios run (chat on
+//! both embedded and Redis + PostgreSQL), and the run's own guarantees hold (nothing lost,
+//! nothing doubled, no chat offered twice, every idle socket held). The
 //! counters' ability to catch a server that drops or repeats a message is unit-tested in
 //! `bench/ledger.rs`; the figures themselves belong in docs/BENCHMARKS.md, not here.
 
 mod support;
 
 use frontdesk::bench::chat::ChatArgs;
+use frontdesk::bench::idle::IdleArgs;
 use frontdesk::bench::storm::StormArgs;
 use frontdesk::bench::visits::VisitsArgs;
 use frontdesk::bench::Common;
 use frontdesk::config::RawSettings;
-use support::TestServer;
+use frontdesk_testkit::env::{postgres_url, redis_url, unique_name};
+use support::{cluster_settings, create_postgres_database, TestServer};
 
 fn common(server: &TestServer) -> Common {
     Common {
@@ -70,5 +73,36 @@ async fn bench_storm_offers_no_chat_twice_and_bench_visits_counts_events() {
     let report = frontdesk::bench::visits::run(visits).await.expect("bench visits");
     assert!(report.get("delivered").unwrap_or(0.0) > 10.0, "{}", report.table());
     assert_eq!(report.get("errors"), Some(0.0), "{}", report.table());
+    server.stop().await;
+}
+
+/// The same run against one node on Redis + PostgreSQL (cluster mode).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_chat_on_redis_and_postgres_delivers_every_message_once() {
+    let db = create_postgres_database(&postgres_url()).await;
+    let server = TestServer::start(cluster_settings(&redis_url(), &db, &unique_name("fd"))).await;
+    let args = ChatArgs { common: common(&server), chats: 6, per_agent: 3, rate: 0, body_bytes: 100 };
+    let report = frontdesk::bench::chat::run(args).await.expect("bench chat");
+    let get = |k: &str| report.get(k).unwrap_or(-1.0);
+    assert!(get("delivered") > 10.0, "{}", report.table());
+    assert_eq!(
+        (get("lost"), get("duplicated"), get("unknown"), get("errors")),
+        (0.0, 0.0, 0.0, 0.0),
+        "{}",
+        report.table()
+    );
+    server.stop().await;
+}
+
+/// `bench idle` opens and holds every socket it asked for and reports the memory curve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_idle_holds_every_socket_and_reports_memory_per_socket() {
+    let server = TestServer::start(RawSettings::default()).await;
+    let args = IdleArgs { common: Common { duration: 1, ..common(&server) }, sockets: 40, heartbeat: 1 };
+    let report = frontdesk::bench::idle::run(args).await.expect("bench idle");
+    let get = |k: &str| report.get(k).unwrap_or(-1.0);
+    assert_eq!((get("sockets"), get("failed")), (40.0, 0.0), "{}", report.table());
+    assert!(get("server_kib_per_socket") >= 0.0, "{}", report.table());
+    assert_eq!(get("curve_4_sockets"), 40.0, "the curve's last point is all sockets: {}", report.table());
     server.stop().await;
 }
