@@ -21,7 +21,7 @@ fn common(server: &TestServer) -> Common {
         admin_email: "admin@test.example".into(),
         admin_password: "test-password".into(),
         duration: 2,
-        server_pid: Some(std::process::id()),
+        server_pid: vec![std::process::id()],
         sources: 1,
         json: true,
     }
@@ -30,7 +30,7 @@ fn common(server: &TestServer) -> Common {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_chat_delivers_every_message_once() {
     let server = TestServer::start(RawSettings::default()).await;
-    let args = ChatArgs { common: common(&server), chats: 6, per_agent: 3, rate: 0, body_bytes: 100 };
+    let args = ChatArgs { common: common(&server), chats: 6, per_agent: 3, rate: 0, body_bytes: 100, agent_url: None };
     let report = frontdesk::bench::chat::run(args).await.expect("bench chat");
     let get = |k: &str| report.get(k).unwrap_or(-1.0);
     assert!(get("delivered") > 10.0, "{}", report.table());
@@ -47,7 +47,7 @@ async fn bench_chat_delivers_every_message_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_chat_at_a_fixed_rate_delivers_every_message_once() {
     let server = TestServer::start(RawSettings::default()).await;
-    let args = ChatArgs { common: common(&server), chats: 4, per_agent: 2, rate: 40, body_bytes: 64 };
+    let args = ChatArgs { common: common(&server), chats: 4, per_agent: 2, rate: 40, body_bytes: 64, agent_url: None };
     let report = frontdesk::bench::chat::run(args).await.expect("bench chat");
     let get = |k: &str| report.get(k).unwrap_or(-1.0);
     // 40 visitor messages/s for 2 s, each answered: about 160 deliveries.
@@ -81,7 +81,7 @@ async fn bench_storm_offers_no_chat_twice_and_bench_visits_counts_events() {
 async fn bench_chat_on_redis_and_postgres_delivers_every_message_once() {
     let db = create_postgres_database(&postgres_url()).await;
     let server = TestServer::start(cluster_settings(&redis_url(), &db, &unique_name("fd"))).await;
-    let args = ChatArgs { common: common(&server), chats: 6, per_agent: 3, rate: 0, body_bytes: 100 };
+    let args = ChatArgs { common: common(&server), chats: 6, per_agent: 3, rate: 0, body_bytes: 100, agent_url: None };
     let report = frontdesk::bench::chat::run(args).await.expect("bench chat");
     let get = |k: &str| report.get(k).unwrap_or(-1.0);
     assert!(get("delivered") > 10.0, "{}", report.table());
@@ -92,6 +92,35 @@ async fn bench_chat_on_redis_and_postgres_delivers_every_message_once() {
         report.table()
     );
     server.stop().await;
+}
+
+/// Two nodes sharing Redis + PostgreSQL, agents on one and visitors on the other: every
+/// message crosses nodes, and still none is lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_chat_across_two_nodes_delivers_every_message_once() {
+    let db = create_postgres_database(&postgres_url()).await;
+    let prefix = unique_name("fd");
+    let visitors_node = TestServer::start(cluster_settings(&redis_url(), &db, &prefix)).await;
+    let agents_node = TestServer::start(cluster_settings(&redis_url(), &db, &prefix)).await;
+    let args = ChatArgs {
+        common: common(&visitors_node),
+        chats: 6,
+        per_agent: 3,
+        rate: 0,
+        body_bytes: 100,
+        agent_url: Some(format!("http://{}", agents_node.addr)),
+    };
+    let report = frontdesk::bench::chat::run(args).await.expect("bench chat");
+    let get = |k: &str| report.get(k).unwrap_or(-1.0);
+    assert!(get("delivered") > 10.0, "{}", report.table());
+    assert_eq!(
+        (get("lost"), get("duplicated"), get("unknown"), get("errors")),
+        (0.0, 0.0, 0.0, 0.0),
+        "{}",
+        report.table()
+    );
+    agents_node.stop().await;
+    visitors_node.stop().await;
 }
 
 /// `bench idle` opens and holds every socket it asked for and reports the memory curve.

@@ -2,7 +2,8 @@
 //! K chats. Visitors send at a fixed total rate or closed-loop (the next message once the
 //! agent's reply arrived); agents reply to every message. Every message is keyed and
 //! stamped, so the run reports latency percentiles, delivered messages/s, and messages lost
-//! or delivered twice (both must be 0).
+//! or delivered twice (both must be 0). With `--agent-url` naming another node of the same
+//! cluster, agents are on one node and visitors on the other, so every message crosses.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +40,10 @@ pub struct ChatArgs {
     /// Bytes per message body.
     #[arg(long, default_value_t = 100)]
     pub body_bytes: usize,
+    /// Another node of the same cluster for the agents (their login and sockets), so every
+    /// message crosses nodes; default: `--url`.
+    #[arg(long)]
+    pub agent_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +72,10 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<Report> {
         bail!("--chats and --per-agent must be at least 1");
     }
     let api = Api::new(&args.common.url).await?;
+    let agent_api = match &args.agent_url {
+        Some(url) => Api::new(url).await?,
+        None => api.clone(),
+    };
     let (admin, site) = login(&api, &args.common.admin_email, &args.common.admin_password).await?;
     let run_id = format!("{:08x}", rand::random::<u32>());
     let n_agents = args.chats.div_ceil(args.per_agent);
@@ -89,8 +98,8 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<Report> {
         if created["code"] != 0 {
             bail!("agents.create: {created}");
         }
-        let (token, _) = login(&api, &email, "bench-password").await?;
-        let (api, shared, phase) = (api.clone(), shared.clone(), phase_rx.clone());
+        let (token, _) = login(&agent_api, &email, "bench-password").await?;
+        let (api, shared, phase) = (agent_api.clone(), shared.clone(), phase_rx.clone());
         let source = srcs.get(i % srcs.len()).copied();
         tasks.push(tokio::spawn(async move { agent(api, token, source, shared, phase).await }));
     }

@@ -31,8 +31,9 @@ pub struct IdleArgs {
 }
 
 pub async fn run(args: IdleArgs) -> anyhow::Result<Report> {
-    let Some(pid) = args.common.server_pid else { bail!("idle needs --server-pid to read the server's memory") };
-    let probe = Probe::new(pid)?;
+    let Some(probe) = Probe::of(&args.common.server_pid)? else {
+        bail!("idle needs --server-pid to read the server's memory")
+    };
     let api = Api::new(&args.common.url).await?;
     let (_, site) = login(&api, &args.common.admin_email, &args.common.admin_password).await?;
 

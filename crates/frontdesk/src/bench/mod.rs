@@ -34,7 +34,8 @@ pub enum BenchCommand {
 /// Settings every scenario shares.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// The running Frontdesk to drive (only this address is contacted).
+    /// The running Frontdesk to drive (only this address is contacted, and `chat`'s
+    /// `--agent-url` when given).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// An admin of the site to use (creates the bench's agents).
@@ -45,9 +46,10 @@ pub struct Common {
     /// Seconds to measure.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
-    /// The server's process id, to report its CPU time and memory.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// The server's process id, to report its CPU time and memory; several nodes'
+    /// (comma-separated, or the flag repeated) are summed.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// Spread client sockets over 127.0.0.1 … 127.0.0.N.
     #[arg(long, default_value_t = 1)]
     pub sources: u8,

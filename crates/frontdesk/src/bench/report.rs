@@ -21,7 +21,7 @@ pub struct Run {
 
 impl Run {
     pub fn start(common: &Common) -> anyhow::Result<Run> {
-        let probe = common.server_pid.map(Probe::new).transpose()?;
+        let probe = Probe::of(&common.server_pid)?;
         let before = probe.as_ref().map(Probe::sample).transpose()?;
         Ok(Run { started: Instant::now(), seconds: 0.0, probe, before, after: None })
     }
