@@ -108,6 +108,7 @@ impl Handler for SendMessage {
                     agent_data_offset: out.agent_data_offset,
                 },
                 message_id: out.message.id,
+                visitor_side: out.message.message_type == crate::model::message_type::VISITOR,
                 signed: signed.clone(),
             });
         }

@@ -117,7 +117,25 @@ pub(crate) struct Appended {
     pub site_id: SiteId,
     pub counters: Counters,
     pub message_id: Id,
+    /// The message counts on the visitor's side (type 1), not the agents' (2–4).
+    pub visitor_side: bool,
     pub signed: Value,
+}
+
+impl Appended {
+    /// Whether this message is all a client at `client` lacks: it had every message before
+    /// it (the usual send). Each side's offsets run without gaps, so the client lacks
+    /// exactly the message that took its side's counter one past the client's.
+    pub(crate) fn is_all_new_for(&self, client: frontdesk_core::pipeline::Offsets) -> bool {
+        let c = self.counters;
+        let visitor = c.visitor_data_offset - client.visitor_data_offset;
+        let agent = c.agent_data_offset - client.agent_data_offset;
+        if self.visitor_side {
+            visitor == 1 && agent <= 0
+        } else {
+            agent == 1 && visitor <= 0
+        }
+    }
 }
 
 /// A chat's message counters at one instant: what `chat/sync` needs to find the messages a
@@ -329,3 +347,48 @@ pub(crate) fn is_supervisor(role: Role) -> bool {
 pub(crate) use frontdesk_core::time::now_ms;
 
 pub(crate) use frontdesk_core::time::rfc3339;
+
+#[cfg(test)]
+mod tests {
+    use frontdesk_core::id::Id;
+    use frontdesk_core::pipeline::Offsets;
+
+    use super::{Appended, Counters};
+
+    fn appended(visitor_side: bool, visitor: i64, agent: i64) -> Appended {
+        Appended {
+            site_id: Id(1),
+            counters: Counters {
+                chat_id: Id(2),
+                seq: visitor + agent,
+                visitor_data_offset: visitor,
+                agent_data_offset: agent,
+            },
+            message_id: Id(3),
+            visitor_side,
+            signed: serde_json::json!({}),
+        }
+    }
+
+    fn at(visitor: i64, agent: i64) -> Offsets {
+        Offsets { visitor_data_offset: visitor, agent_data_offset: agent }
+    }
+
+    #[test]
+    fn the_new_message_is_all_a_client_lacks_only_when_it_had_everything_before_it() {
+        // A visitor's 5th message; the agents have written 3.
+        let visitor_message = appended(true, 5, 3);
+        assert!(visitor_message.is_all_new_for(at(4, 3)));
+        // It missed the agents' last message, or its own previous one: the chat is read.
+        assert!(!visitor_message.is_all_new_for(at(4, 2)));
+        assert!(!visitor_message.is_all_new_for(at(3, 3)));
+        // A client that already counts it (or is ahead) lacks nothing of this message.
+        assert!(!visitor_message.is_all_new_for(at(5, 3)));
+
+        let agent_message = appended(false, 5, 3);
+        assert!(agent_message.is_all_new_for(at(5, 2)));
+        assert!(!agent_message.is_all_new_for(at(4, 2)));
+        assert!(!agent_message.is_all_new_for(at(5, 3)));
+        assert!(!agent_message.is_all_new_for(at(5, 1)));
+    }
+}
