@@ -6,16 +6,35 @@
 //! States: *closed* (calls go through) and *open* (calls fail fast). The call that finds
 //! Redis gone opens the breaker and is told to start the one prober (see
 //! `RedisState::settle`), which pings Redis in the background until it answers and then
-//! closes the breaker; requests themselves never wait on a probe.
+//! closes the breaker; requests themselves never wait on a probe. Calls already waiting on
+//! Redis when the breaker opens fail then too ([`Breaker::watch`]): otherwise a call sent a
+//! moment before the first timeout waited out a whole timeout of its own, and a request
+//! queued behind another (one socket's frames run in order) waited two.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-#[derive(Debug, Default)]
+use tokio::sync::watch;
+
+#[derive(Debug)]
 pub(crate) struct Breaker {
     open: AtomicBool,
+    /// How many times it opened; calls in flight watch it.
+    trips: watch::Sender<u64>,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Breaker { open: AtomicBool::new(false), trips: watch::Sender::new(0) }
+    }
 }
 
 impl Breaker {
+    /// Changes when the breaker next opens. Take it before [`Breaker::admits`], so a trip
+    /// between the two is not missed.
+    pub(crate) fn watch(&self) -> watch::Receiver<u64> {
+        self.trips.subscribe()
+    }
+
     /// Whether a call may go to Redis now.
     pub(crate) fn admits(&self) -> bool {
         !self.open.load(Ordering::Acquire)
@@ -27,6 +46,7 @@ impl Breaker {
         let opened = !self.open.swap(true, Ordering::AcqRel);
         if opened {
             tracing::warn!("Redis did not answer: failing calls fast until it does");
+            self.trips.send_modify(|n| *n += 1);
         }
         opened
     }
@@ -53,5 +73,24 @@ mod tests {
         b.close();
         assert!(b.admits());
         assert!(b.trip(), "a new outage opens it again");
+    }
+
+    #[tokio::test]
+    async fn a_call_in_flight_hears_the_trip_and_a_later_trip_only_once_open_again() {
+        let b = Breaker::default();
+        let mut in_flight = b.watch();
+        assert!(!in_flight.has_changed().expect("sender alive"));
+        assert!(b.trip());
+        tokio::time::timeout(std::time::Duration::from_secs(1), in_flight.changed())
+            .await
+            .expect("told at once")
+            .expect("sender alive");
+        // Already open: a second failure is no new trip for calls that started since.
+        let later = b.watch();
+        assert!(!b.trip());
+        assert!(!later.has_changed().expect("sender alive"));
+        b.close();
+        assert!(b.trip());
+        assert!(later.has_changed().expect("sender alive"));
     }
 }

@@ -14,6 +14,7 @@
 //! reconnects with backoff and subscribes to every channel again.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,6 +115,10 @@ fn connection_manager(client: Client) -> BackendResult<ConnectionManager> {
         .set_max_delay(Duration::from_millis(500));
     // Lazy, so a node can start (and report not ready) while its Redis is still down.
     ConnectionManager::new_lazy_with_config(client, config).map_err(|e| map_err(e, ""))
+}
+
+fn fail_fast() -> BackendError {
+    BackendError::unavailable(BACKEND, "Redis is not answering; calls fail fast until it answers again")
 }
 
 /// Network trouble, or a server that cannot serve now (loading, failing over, read-only
@@ -265,10 +270,19 @@ impl RedisState {
 
     /// Runs one command; `key` (unprefixed) names the value in a `WrongType` error.
     async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd, key: &str) -> BackendResult<T> {
-        self.admit()?;
         let mut conn = self.conn.clone();
-        let result = cmd.query_async(&mut conn).await;
-        self.settle(result, key)
+        self.guarded(cmd.query_async(&mut conn), key).await
+    }
+
+    /// Runs a call unless the breaker is open; fails it as soon as another call opens the
+    /// breaker (see `breaker.rs`) rather than after its own response timeout.
+    async fn guarded<T>(&self, call: impl Future<Output = Result<T, RedisError>>, key: &str) -> BackendResult<T> {
+        let mut tripped = self.breaker.watch();
+        self.admit()?;
+        tokio::select! {
+            result = call => self.settle(result, key),
+            Ok(()) = tripped.changed() => Err(fail_fast()),
+        }
     }
 
     /// Fails fast while the breaker is open.
@@ -276,7 +290,7 @@ impl RedisState {
         if self.breaker.admits() {
             return Ok(());
         }
-        Err(BackendError::unavailable(BACKEND, "Redis is not answering; calls fail fast until it answers again"))
+        Err(fail_fast())
     }
 
     /// Opens the breaker when the call found Redis not answering (starting the prober),
@@ -303,10 +317,8 @@ impl RedisState {
         for arg in args {
             invocation.arg(arg);
         }
-        self.admit()?;
         let mut conn = self.conn.clone();
-        let result = invocation.invoke_async(&mut conn).await;
-        self.settle(result, keys.first().copied().unwrap_or_default())
+        self.guarded(invocation.invoke_async(&mut conn), keys.first().copied().unwrap_or_default()).await
     }
 
     fn cached(&self, script: &'static Script) -> Arc<redis::Script> {
@@ -371,10 +383,8 @@ impl StateStore for RedisState {
         for key in keys {
             pipe.cmd("DEL").arg(self.k(key));
         }
-        self.admit()?;
         let mut conn = self.conn.clone();
-        let result = pipe.query_async(&mut conn).await;
-        let counts: Vec<u64> = self.settle(result, keys[0])?;
+        let counts: Vec<u64> = self.guarded(pipe.query_async(&mut conn), keys[0]).await?;
         Ok(counts.iter().sum())
     }
 
