@@ -108,6 +108,7 @@ macro_rules! store_contract_tests {
             search_finds_words_spread_over_a_chats_messages,
             search_finds_a_long_chat_once_by_its_first_and_last_words,
             search_ranking_ignores_replayed_batches,
+            search_takes_one_batch_across_many_chats_and_a_repeated_message_once,
             search_pages_follow_relevance_without_gaps_or_repeats,
             // end history
             // reports, retention, privacy

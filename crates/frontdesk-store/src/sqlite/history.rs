@@ -11,7 +11,7 @@
 //! records are inserted, never updated. A chat that lost a copy lost its search text too
 //! (0007's trigger), so its parts are written again whole from its remaining messages.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use frontdesk_core::error::BackendResult;
 use frontdesk_core::history::{
@@ -53,13 +53,18 @@ const ADD_MEMBER: &str = "INSERT INTO chat_members (chat_id, agent_id, added_at)
      SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM chats WHERE id = ? AND site_id = ?) \
      ON CONFLICT (chat_id, agent_id) DO NOTHING";
 
-/// An ordinary record: inserted only, and only when no row holds its id or its (chat,
-/// clientMessageId) and the chat's last rebuild is not newer than it.
-const INSERT_MESSAGE: &str = concat!(
+/// Ordinary records, from a JSON array of rows in [`message_columns!`] order plus `rev`:
+/// each inserted only, and only when no row holds its id or its (chat, clientMessageId) and
+/// the chat's last rebuild is not newer than it. Rows go in array order (a later copy of an
+/// id or clientMessageId in the same batch yields to the first); returns the ids stored.
+const INSERT_MESSAGES: &str = concat!(
     "INSERT INTO messages (",
     message_columns!(),
-    ", rev) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
-     WHERE ? >= COALESCE((SELECT merged_rev FROM chats WHERE id = ?), 0) ON CONFLICT DO NOTHING"
+    ", rev) SELECT m.value ->> 0, m.value ->> 1, m.value ->> 2, m.value ->> 3, m.value ->> 4, m.value ->> 5, \
+     m.value ->> 6, m.value ->> 7, m.value ->> 8, m.value ->> 9, m.value ->> 10, m.value ->> 11, m.value ->> 12 \
+     FROM json_each(?) m \
+     WHERE (m.value ->> 12) >= COALESCE((SELECT merged_rev FROM chats WHERE id = m.value ->> 1), 0) \
+     ORDER BY m.key ON CONFLICT DO NOTHING RETURNING id"
 );
 
 /// A rebuild record of a message not stored yet.
@@ -84,13 +89,20 @@ const CHAT_CONTENTS: &str = "SELECT content FROM messages WHERE chat_id = ? AND 
 
 const DROP_CHAT_TEXT: &str = "DELETE FROM chat_text WHERE chat_id = ? AND site_id = ?";
 
-/// The chat's open search part: the highest one.
-const OPEN_PART: &str =
-    "SELECT id, part, chars FROM chat_text WHERE chat_id = ? AND site_id = ? ORDER BY part DESC LIMIT 1";
+/// Each chat's open search part (its highest), for a JSON array of `[chat_id, site_id]`.
+const OPEN_PARTS: &str = "SELECT c.value ->> 0, c.value ->> 1, t.id, t.part, t.chars FROM json_each(?) c \
+     JOIN chat_text t ON t.chat_id = c.value ->> 0 AND t.site_id = c.value ->> 1 \
+     AND t.part = (SELECT MAX(part) FROM chat_text WHERE chat_id = c.value ->> 0 AND site_id = c.value ->> 1)";
 
-const APPEND_TO_PART: &str = "UPDATE chat_text SET body = body || ' ' || ?, chars = chars + ? WHERE id = ?";
+/// Appends to open parts, from a JSON array of `[row id, text, chars]` (one per row).
+const APPEND_TO_PARTS: &str = "UPDATE chat_text SET body = body || ' ' || (a.value ->> 1), \
+     chars = chars + (a.value ->> 2) FROM json_each(?) a WHERE chat_text.id = a.value ->> 0";
 
 const NEW_PART: &str = "INSERT INTO chat_text (chat_id, site_id, part, chars, body) VALUES (?, ?, ?, ?, ?)";
+
+/// New parts, from a JSON array of `[chat_id, site_id, part, chars, body]`.
+const NEW_PARTS: &str = "INSERT INTO chat_text (chat_id, site_id, part, chars, body) \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM json_each(?)";
 
 const UPSERT_VISITOR: &str = "INSERT INTO visitors (id, site_id, name, email, custom_variables, first_seen, \
      last_seen, visit_count, page_views, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
@@ -134,11 +146,7 @@ impl SqliteStore {
         for chat in writes.rebuild.chunk_by(|a, b| (a.chat_id, a.site_id) == (b.chat_id, b.site_id)) {
             apply_rebuild(&mut tx, chat, &mut fresh, &mut rewrite).await?;
         }
-        for m in writes.ordinary {
-            if insert_message(&mut tx, m).await? {
-                fresh.push(m);
-            }
-        }
+        insert_messages(&mut tx, &writes.ordinary, &mut fresh).await?;
         // A chat that lost a message lost its search text too (migration 0007's trigger):
         // it is written again whole, so its fresh messages are not appended as well.
         fresh.retain(|m| !rewrite.contains(&(m.chat_id, m.site_id)));
@@ -366,16 +374,47 @@ fn bind_message<'q>(
         .bind(m.rev))
 }
 
-/// Applies an ordinary record (insert only); `true` when it stored a new message.
-async fn insert_message(tx: &mut SqliteConnection, m: &MessageRecord) -> BackendResult<bool> {
-    let inserted = bind_message(sqlx::query(INSERT_MESSAGE), m)?
-        .bind(m.rev)
-        .bind(convert::id_to_db(D, m.chat_id)?)
-        .execute(&mut *tx)
+/// Applies ordinary records (insert only) in one statement — one hand-off to sqlx's SQLite
+/// thread per batch, not one per message; those it stored for the first time go to `fresh`.
+async fn insert_messages<'a>(
+    tx: &mut SqliteConnection,
+    records: &[&'a MessageRecord],
+    fresh: &mut Vec<&'a MessageRecord>,
+) -> BackendResult<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut rows = Vec::with_capacity(records.len());
+    for m in records {
+        rows.push(serde_json::json!([
+            convert::id_to_db(D, m.id)?,
+            convert::id_to_db(D, m.chat_id)?,
+            convert::id_to_db(D, m.site_id)?,
+            m.seq,
+            m.data_offset,
+            m.message_type,
+            convert::id_to_db(D, m.sender_id)?,
+            m.sender_name,
+            m.content,
+            m.client_message_id,
+            m.send_time,
+            m.send_time_ms,
+            m.rev,
+        ]));
+    }
+    let stored: Vec<i64> = sqlx::query_scalar(INSERT_MESSAGES)
+        .bind(serde_json::Value::Array(rows).to_string())
+        .fetch_all(&mut *tx)
         .await
-        .map_err(db_err)?
-        .rows_affected();
-    Ok(inserted > 0)
+        .map_err(db_err)?;
+    let mut stored: HashSet<i64> = stored.into_iter().collect();
+    for m in records {
+        // The first record of each stored id: a repeated job names it twice.
+        if stored.remove(&convert::id_to_db(D, m.id)?) {
+            fresh.push(m);
+        }
+    }
+    Ok(())
 }
 
 /// Applies one chat's rebuild records (all of one rebuild, so one `rev`), unless the chat
@@ -453,22 +492,47 @@ async fn new_part(tx: &mut SqliteConnection, chat: i64, site: i64, text: PartTex
 /// Appends the text of a batch's new messages to their chats' search parts (migration
 /// 0007), per chat in seq order, filling the open part and opening new ones as it fills.
 /// Runs inside the batch's write transaction: the single writer makes reading the open part
-/// and writing it one step.
+/// and writing it one step. Three statements per batch whatever the number of chats: FTS5
+/// writes its pending index out at every statement's savepoint, so one statement per chat
+/// made one index segment per chat (and merges of them), and one thread hand-off each.
 async fn append_search_text(tx: &mut SqliteConnection, mut fresh: Vec<&MessageRecord>) -> BackendResult<()> {
+    if fresh.is_empty() {
+        return Ok(());
+    }
     fresh.sort_by_key(|m| (m.chat_id, m.site_id, m.seq, m.id));
-    for chat in fresh.chunk_by(|a, b| (a.chat_id, a.site_id) == (b.chat_id, b.site_id)) {
-        let (chat_id, site_id) = (convert::id_to_db(D, chat[0].chat_id)?, convert::id_to_db(D, chat[0].site_id)?);
-        let open: Option<(i64, i64, i64)> =
-            sqlx::query_as(OPEN_PART).bind(chat_id).bind(site_id).fetch_optional(&mut *tx).await.map_err(db_err)?;
+    let chats: Vec<&[&MessageRecord]> =
+        fresh.chunk_by(|a, b| (a.chat_id, a.site_id) == (b.chat_id, b.site_id)).collect();
+    let mut keys = Vec::with_capacity(chats.len());
+    for chat in &chats {
+        keys.push((convert::id_to_db(D, chat[0].chat_id)?, convert::id_to_db(D, chat[0].site_id)?));
+    }
+    let keys_json =
+        serde_json::to_string(&keys).map_err(|e| frontdesk_core::error::BackendError::other(D.name(), e))?;
+    let open: HashMap<(i64, i64), (i64, i64, i64)> = sqlx::query_as::<_, (i64, i64, i64, i64, i64)>(OPEN_PARTS)
+        .bind(keys_json)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .map(|(chat, site, row, part, chars)| ((chat, site), (row, part, chars)))
+        .collect();
+    let (mut appends, mut parts) = (Vec::new(), Vec::new());
+    for (chat, key) in chats.iter().zip(&keys) {
+        let open = open.get(key).copied();
         for text in place_in_parts(open.map(|(_, part, chars)| (part, chars)), chat.iter().map(|m| m.content.as_str()))
         {
             match open {
                 Some((row, part, _)) if part == text.part => {
-                    let query = sqlx::query(APPEND_TO_PART).bind(text.body).bind(text.chars).bind(row);
-                    query.execute(&mut *tx).await.map_err(db_err)?;
+                    appends.push(serde_json::json!([row, text.body, text.chars]));
                 }
-                _ => new_part(tx, chat_id, site_id, text).await?,
+                _ => parts.push(serde_json::json!([key.0, key.1, text.part, text.chars, text.body])),
             }
+        }
+    }
+    for (sql, rows) in [(APPEND_TO_PARTS, appends), (NEW_PARTS, parts)] {
+        if !rows.is_empty() {
+            let query = sqlx::query(sql).bind(serde_json::Value::Array(rows).to_string());
+            query.execute(&mut *tx).await.map_err(db_err)?;
         }
     }
     Ok(())

@@ -99,6 +99,36 @@ pub async fn search_finds_a_long_chat_once_by_its_first_and_last_words(store: Ar
     assert_eq!(t.messages.len(), 600);
 }
 
+/// One batch that extends several chats' open parts and starts a new chat, naming one
+/// message twice (a job delivered again): every chat is found by the words of both
+/// batches, and the repeated message is stored once.
+pub async fn search_takes_one_batch_across_many_chats_and_a_repeated_message_once(store: Arc<dyn Store>) {
+    let ids = ids();
+    let (a, _) = two_sites(&*store, &ids).await;
+    let (first, w1) = chat_with(&ids, a.id, 0, &["a parcel went to the wrong aardvark"]);
+    let (second, w2) = chat_with(&ids, a.id, 1, &["the zebra asked about an invoice"]);
+    store.apply_history(&[w1, w2].concat()).await.expect("first batch");
+
+    let (third, w3) = chat_with(&ids, a.id, 2, &["a new chat about a lost umbrella"]);
+    let again =
+        HistoryWrite::Message(message_record(next(&ids), first, a.id, 2, 1, "the aardvark signed for a kettle"));
+    let mut batch = vec![
+        again.clone(),
+        HistoryWrite::Message(message_record(next(&ids), second, a.id, 2, 1, "and the zebra wants a refund")),
+        again,
+    ];
+    batch.extend(w3);
+    store.apply_history(&batch).await.expect("second batch");
+
+    for (word, chat) in
+        [("parcel", first), ("kettle", first), ("invoice", second), ("refund", second), ("umbrella", third)]
+    {
+        assert_eq!(found(&*store, &search(a.id, word, 10)).await, vec![chat], "{word}");
+    }
+    let t = store.chat_transcript(a.id, first).await.expect("read").expect("exists");
+    assert_eq!(t.messages.len(), 2, "the repeated message stored once");
+}
+
 pub async fn search_ranking_ignores_replayed_batches(store: Arc<dyn Store>) {
     let ids = ids();
     let (a, _) = two_sites(&*store, &ids).await;
