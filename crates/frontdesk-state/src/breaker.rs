@@ -11,9 +11,60 @@
 //! moment before the first timeout waited out a whole timeout of its own, and a request
 //! queued behind another (one socket's frames run in order) waited two.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
+use redis::aio::ConnectionManager;
+use redis::RedisError;
 use tokio::sync::watch;
+
+/// While the breaker is open, how often the prober pings Redis.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+/// A call refused because the breaker is open (or opened while it waited).
+#[derive(Debug)]
+pub(crate) struct FailedFast;
+
+/// Runs `call` unless `breaker` is open, and ends it as soon as another call opens the
+/// breaker. A call that finds Redis not answering opens it and starts the prober on `conn`.
+/// Each of the state store, pub/sub and the bus has its own breaker (the bus may be on
+/// another server).
+pub(crate) async fn guard<T>(
+    breaker: &Arc<Breaker>,
+    conn: &ConnectionManager,
+    call: impl Future<Output = Result<T, RedisError>>,
+) -> Result<Result<T, RedisError>, FailedFast> {
+    let mut tripped = breaker.watch();
+    if !breaker.admits() {
+        return Err(FailedFast);
+    }
+    let result = tokio::select! {
+        result = call => result,
+        Ok(()) = tripped.changed() => return Err(FailedFast),
+    };
+    if let Err(e) = &result {
+        if crate::redis_state::is_outage(e) && breaker.trip() {
+            tokio::spawn(probe(conn.clone(), Arc::downgrade(breaker)));
+        }
+    }
+    Ok(result)
+}
+
+/// Pings Redis every [`PROBE_EVERY`] until it answers, then closes the breaker. One runs
+/// per outage; it also ends when every holder of the breaker is gone.
+async fn probe(mut conn: ConnectionManager, breaker: Weak<Breaker>) {
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        let pong: Result<String, RedisError> = redis::cmd("PING").query_async(&mut conn).await;
+        let Some(breaker) = breaker.upgrade() else { return };
+        if pong.is_ok() {
+            breaker.close();
+            return;
+        }
+    }
+}
 
 #[derive(Debug)]
 pub(crate) struct Breaker {

@@ -14,7 +14,7 @@
 //! its dead letter carries the id it was published under.
 
 use std::collections::HashSet;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,6 +26,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use redis::{AsyncConnectionConfig, Client, RedisError, Script, Value};
 use tokio::time::Instant;
+
+use crate::breaker::{self, Breaker, FailedFast};
 
 const BACKEND: &str = "redis bus";
 const GROUP: &str = "fd";
@@ -148,6 +150,9 @@ return 1
 pub struct RedisBus {
     client: Client,
     conn: ConnectionManager,
+    /// Publishing fails at once while this server is known silent (see `breaker.rs`): a
+    /// request that publishes must not wait out a timeout per job.
+    breaker: Arc<Breaker>,
     prefix: String,
     policy: RetryPolicy,
     /// Queues whose consumer group this process has created (or found).
@@ -209,6 +214,7 @@ impl RedisBus {
         Ok(Self {
             client,
             conn,
+            breaker: Arc::default(),
             prefix: prefix.to_owned(),
             policy,
             groups: Mutex::new(HashSet::new()),
@@ -376,7 +382,16 @@ impl Bus for RedisBus {
         for payload in &payloads {
             pipe.cmd("XADD").arg(&keys.stream).arg("*").arg("p").arg(payload.as_ref());
         }
-        let ids: Vec<String> = pipe.query_async(&mut self.conn.clone()).await.map_err(redis_error)?;
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = match breaker::guard(&self.breaker, &self.conn, pipe.query_async(&mut conn)).await {
+            Ok(result) => result.map_err(redis_error)?,
+            Err(FailedFast) => {
+                return Err(BackendError::unavailable(
+                    BACKEND,
+                    "Redis is not answering; publishing fails fast until it answers",
+                ))
+            }
+        };
         Ok(ids.into_iter().map(JobId).collect())
     }
 

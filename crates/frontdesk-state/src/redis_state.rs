@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::breaker::Breaker;
+use crate::breaker::{self, Breaker, FailedFast};
 use async_trait::async_trait;
 use bytes::Bytes;
 use frontdesk_core::error::{BackendError, BackendResult};
@@ -37,8 +37,6 @@ use crate::memory::{common_tag, DEFAULT_SUBSCRIBER_BUFFER};
 const BACKEND: &str = "redis";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// While the breaker is open, how often the prober pings Redis.
-const PROBE_EVERY: Duration = Duration::from_millis(250);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -230,20 +228,6 @@ fn script_value(v: redis::Value) -> BackendResult<ScriptValue> {
     })
 }
 
-/// Pings Redis every [`PROBE_EVERY`] until it answers, then closes the breaker. One runs
-/// per outage; it also ends when every clone of the store is gone.
-async fn probe(mut conn: ConnectionManager, breaker: std::sync::Weak<Breaker>) {
-    loop {
-        tokio::time::sleep(PROBE_EVERY).await;
-        let pong: Result<String, RedisError> = redis::cmd("PING").query_async(&mut conn).await;
-        let Some(breaker) = breaker.upgrade() else { return };
-        if pong.is_ok() {
-            breaker.close();
-            return;
-        }
-    }
-}
-
 impl RedisState {
     /// A store on the Redis at `url`, with `prefix` in front of every key (may be empty; no
     /// braces). Connects lazily: an unreachable server shows as `Unavailable` from the first
@@ -274,34 +258,13 @@ impl RedisState {
         self.guarded(cmd.query_async(&mut conn), key).await
     }
 
-    /// Runs a call unless the breaker is open; fails it as soon as another call opens the
-    /// breaker (see `breaker.rs`) rather than after its own response timeout.
+    /// Runs a call through the breaker (see `breaker.rs`): at once `unavailable` while Redis
+    /// is known silent, also for a call that was already waiting when it went silent.
     async fn guarded<T>(&self, call: impl Future<Output = Result<T, RedisError>>, key: &str) -> BackendResult<T> {
-        let mut tripped = self.breaker.watch();
-        self.admit()?;
-        tokio::select! {
-            result = call => self.settle(result, key),
-            Ok(()) = tripped.changed() => Err(fail_fast()),
+        match breaker::guard(&self.breaker, &self.conn, call).await {
+            Ok(result) => result.map_err(|e| map_err(e, key)),
+            Err(FailedFast) => Err(fail_fast()),
         }
-    }
-
-    /// Fails fast while the breaker is open.
-    fn admit(&self) -> BackendResult<()> {
-        if self.breaker.admits() {
-            return Ok(());
-        }
-        Err(fail_fast())
-    }
-
-    /// Opens the breaker when the call found Redis not answering (starting the prober),
-    /// and maps the error.
-    fn settle<T>(&self, result: Result<T, RedisError>, key: &str) -> BackendResult<T> {
-        if let Err(e) = &result {
-            if is_outage(e) && self.breaker.trip() {
-                tokio::spawn(probe(self.conn.clone(), Arc::downgrade(&self.breaker)));
-            }
-        }
-        result.map_err(|e| map_err(e, key))
     }
 
     async fn invoke<T: FromRedisValue>(
@@ -611,6 +574,8 @@ impl StateStore for RedisState {
 #[derive(Clone)]
 pub struct RedisPubSub {
     publisher: ConnectionManager,
+    /// The publisher's own breaker: a push to a silent Redis fails at once.
+    breaker: Arc<Breaker>,
     prefix: Arc<str>,
     control: mpsc::UnboundedSender<Control>,
     next_id: Arc<AtomicU64>,
@@ -654,7 +619,7 @@ impl RedisPubSub {
         let driver =
             Driver { client, subscribers: HashMap::new(), conn: None, retry_at: Instant::now(), backoff: MIN_BACKOFF };
         tokio::spawn(driver.run(requests));
-        Ok(Self { publisher, prefix, control, next_id: Arc::default(), buffer: buffer.max(1) })
+        Ok(Self { publisher, breaker: Arc::default(), prefix, control, next_id: Arc::default(), buffer: buffer.max(1) })
     }
 }
 
@@ -666,13 +631,12 @@ impl PubSub for RedisPubSub {
 
     async fn publish(&self, channel: &str, payload: Bytes) -> BackendResult<()> {
         let mut conn = self.publisher.clone();
-        redis::cmd("PUBLISH")
-            .arg(format!("{}{channel}", self.prefix))
-            .arg(payload.as_ref())
-            .query_async::<u64>(&mut conn)
-            .await
-            .map(drop)
-            .map_err(|e| map_err(e, channel))
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(format!("{}{channel}", self.prefix)).arg(payload.as_ref());
+        match breaker::guard(&self.breaker, &self.publisher, cmd.query_async::<u64>(&mut conn)).await {
+            Ok(result) => result.map(drop).map_err(|e| map_err(e, channel)),
+            Err(FailedFast) => Err(fail_fast()),
+        }
     }
 
     async fn subscribe(&self, channel: &str) -> BackendResult<Subscription> {
