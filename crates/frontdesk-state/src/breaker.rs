@@ -11,10 +11,13 @@
 //! moment before the first timeout waited out a whole timeout of its own, and a request
 //! queued behind another (one socket's frames run in order) waited two.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, LazyLock, Weak};
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use redis::aio::ConnectionManager;
 use redis::RedisError;
@@ -23,14 +26,28 @@ use tokio::sync::watch;
 /// While the breaker is open, how often the prober pings Redis.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
 
+/// The breaker of the Redis server at `url` in this process: the state store, pub/sub and
+/// the bus on one server open and close together, so a request that makes calls through
+/// several of them waits at most one timeout when the server goes silent (a send whose
+/// push waited out a `PUBLISH` used to wait out its history `XADD` as well).
+pub(crate) fn for_server(url: &str) -> Arc<Breaker> {
+    static ALL: LazyLock<Mutex<HashMap<String, Weak<Breaker>>>> = LazyLock::new(Mutex::default);
+    let mut all = ALL.lock();
+    all.retain(|_, breaker| breaker.strong_count() > 0);
+    if let Some(breaker) = all.get(url).and_then(Weak::upgrade) {
+        return breaker;
+    }
+    let breaker = Arc::new(Breaker::default());
+    all.insert(url.to_owned(), Arc::downgrade(&breaker));
+    breaker
+}
+
 /// A call refused because the breaker is open (or opened while it waited).
 #[derive(Debug)]
 pub(crate) struct FailedFast;
 
 /// Runs `call` unless `breaker` is open, and ends it as soon as another call opens the
 /// breaker. A call that finds Redis not answering opens it and starts the prober on `conn`.
-/// Each of the state store, pub/sub and the bus has its own breaker (the bus may be on
-/// another server).
 pub(crate) async fn guard<T>(
     breaker: &Arc<Breaker>,
     conn: &ConnectionManager,
@@ -124,6 +141,18 @@ mod tests {
         b.close();
         assert!(b.admits());
         assert!(b.trip(), "a new outage opens it again");
+    }
+
+    #[test]
+    fn clients_of_one_server_share_its_breaker_and_other_servers_have_their_own() {
+        let a = for_server("redis://127.0.0.1:1/");
+        let again = for_server("redis://127.0.0.1:1/");
+        let other = for_server("redis://127.0.0.1:2/");
+        assert!(Arc::ptr_eq(&a, &again));
+        assert!(!Arc::ptr_eq(&a, &other));
+        assert!(a.trip());
+        assert!(!again.admits(), "opened for every client of the server");
+        assert!(other.admits());
     }
 
     #[tokio::test]

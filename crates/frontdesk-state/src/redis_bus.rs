@@ -150,8 +150,8 @@ return 1
 pub struct RedisBus {
     client: Client,
     conn: ConnectionManager,
-    /// Publishing fails at once while this server is known silent (see `breaker.rs`): a
-    /// request that publishes must not wait out a timeout per job.
+    /// The server's breaker, shared with the state store and pub/sub on the same server
+    /// (see `breaker.rs`): publishing fails at once while the server is known silent.
     breaker: Arc<Breaker>,
     prefix: String,
     policy: RetryPolicy,
@@ -214,7 +214,7 @@ impl RedisBus {
         Ok(Self {
             client,
             conn,
-            breaker: Arc::default(),
+            breaker: breaker::for_server(url),
             prefix: prefix.to_owned(),
             policy,
             groups: Mutex::new(HashSet::new()),

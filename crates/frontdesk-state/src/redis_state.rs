@@ -239,7 +239,7 @@ impl RedisState {
             conn,
             prefix,
             scripts: Arc::default(),
-            breaker: Arc::default(),
+            breaker: breaker::for_server(url),
             internal: Arc::new(InternalScripts {
                 lock_renew: redis::Script::new(LOCK_RENEW_LUA),
                 lock_release: redis::Script::new(LOCK_RELEASE_LUA),
@@ -574,7 +574,7 @@ impl StateStore for RedisState {
 #[derive(Clone)]
 pub struct RedisPubSub {
     publisher: ConnectionManager,
-    /// The publisher's own breaker: a push to a silent Redis fails at once.
+    /// The server's breaker (see `breaker.rs`): a push to a silent Redis fails at once.
     breaker: Arc<Breaker>,
     prefix: Arc<str>,
     control: mpsc::UnboundedSender<Control>,
@@ -619,7 +619,14 @@ impl RedisPubSub {
         let driver =
             Driver { client, subscribers: HashMap::new(), conn: None, retry_at: Instant::now(), backoff: MIN_BACKOFF };
         tokio::spawn(driver.run(requests));
-        Ok(Self { publisher, breaker: Arc::default(), prefix, control, next_id: Arc::default(), buffer: buffer.max(1) })
+        Ok(Self {
+            publisher,
+            breaker: breaker::for_server(url),
+            prefix,
+            control,
+            next_id: Arc::default(),
+            buffer: buffer.max(1),
+        })
     }
 }
 
