@@ -4,19 +4,18 @@
 //! makes several calls does not wait several timeouts).
 //!
 //! States: *closed* (calls go through) and *open* (calls fail fast). The call that finds
-//! Redis gone opens the breaker and is told to start the one prober (see
-//! `RedisState::settle`), which pings Redis in the background until it answers and then
-//! closes the breaker; requests themselves never wait on a probe. Calls already waiting on
-//! Redis when the breaker opens fail then too ([`Breaker::watch`]): otherwise a call sent a
-//! moment before the first timeout waited out a whole timeout of its own, and a request
-//! queued behind another (one socket's frames run in order) waited two.
+//! Redis gone opens the breaker and starts the one prober (see [`guard`]), which pings
+//! Redis in the background until it answers and then closes the breaker; requests
+//! themselves never wait on a probe. Calls already waiting on Redis when the breaker opens
+//! fail then too: otherwise a call sent a moment before the first timeout waited out a
+//! whole timeout of its own, and a request queued behind another waited two.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Weak};
 use std::time::Duration;
 
+use frontdesk_core::error::BackendError;
 use parking_lot::Mutex;
 
 use redis::aio::ConnectionManager;
@@ -46,6 +45,13 @@ pub(crate) fn for_server(url: &str) -> Arc<Breaker> {
 #[derive(Debug)]
 pub(crate) struct FailedFast;
 
+impl FailedFast {
+    /// The error a refused call answers with, in `backend`'s name.
+    pub(crate) fn error(backend: &'static str) -> BackendError {
+        BackendError::unavailable(backend, "Redis is not answering; calls fail fast until it answers again")
+    }
+}
+
 /// Runs `call` unless `breaker` is open, and ends it as soon as another call opens the
 /// breaker. A call that finds Redis not answering opens it and starts the prober on `conn`.
 pub(crate) async fn guard<T>(
@@ -53,13 +59,13 @@ pub(crate) async fn guard<T>(
     conn: &ConnectionManager,
     call: impl Future<Output = Result<T, RedisError>>,
 ) -> Result<Result<T, RedisError>, FailedFast> {
-    let mut tripped = breaker.watch();
+    let mut open = breaker.watch();
     if !breaker.admits() {
         return Err(FailedFast);
     }
     let result = tokio::select! {
         result = call => result,
-        Ok(()) = tripped.changed() => return Err(FailedFast),
+        Ok(_) = open.wait_for(|open| *open) => return Err(FailedFast),
     };
     if let Err(e) = &result {
         if crate::redis_state::is_outage(e) && breaker.trip() {
@@ -85,43 +91,40 @@ async fn probe(mut conn: ConnectionManager, breaker: Weak<Breaker>) {
 
 #[derive(Debug)]
 pub(crate) struct Breaker {
-    open: AtomicBool,
-    /// How many times it opened; calls in flight watch it.
-    trips: watch::Sender<u64>,
+    /// Open or not; calls in flight watch it.
+    open: watch::Sender<bool>,
 }
 
 impl Default for Breaker {
     fn default() -> Self {
-        Breaker { open: AtomicBool::new(false), trips: watch::Sender::new(0) }
+        Breaker { open: watch::Sender::new(false) }
     }
 }
 
 impl Breaker {
-    /// Changes when the breaker next opens. Take it before [`Breaker::admits`], so a trip
-    /// between the two is not missed.
-    pub(crate) fn watch(&self) -> watch::Receiver<u64> {
-        self.trips.subscribe()
+    /// Whether it is open now, and when that changes ([`guard`] waits for it to open).
+    pub(crate) fn watch(&self) -> watch::Receiver<bool> {
+        self.open.subscribe()
     }
 
     /// Whether a call may go to Redis now.
     pub(crate) fn admits(&self) -> bool {
-        !self.open.load(Ordering::Acquire)
+        !*self.open.borrow()
     }
 
     /// Opens the breaker after a call found Redis not answering; true for the one caller
     /// that opened it (and so starts the prober).
     pub(crate) fn trip(&self) -> bool {
-        let opened = !self.open.swap(true, Ordering::AcqRel);
+        let opened = self.open.send_if_modified(|open| !std::mem::replace(open, true));
         if opened {
             tracing::warn!("Redis did not answer: failing calls fast until it does");
-            self.trips.send_modify(|n| *n += 1);
         }
         opened
     }
 
     /// The prober saw Redis answer.
     pub(crate) fn close(&self) {
-        if self.open.swap(false, Ordering::AcqRel) {
+        if self.open.send_if_modified(|open| std::mem::replace(open, false)) {
             tracing::info!("Redis answers again");
         }
     }

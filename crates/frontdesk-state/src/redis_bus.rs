@@ -385,12 +385,7 @@ impl Bus for RedisBus {
         let mut conn = self.conn.clone();
         let ids: Vec<String> = match breaker::guard(&self.breaker, &self.conn, pipe.query_async(&mut conn)).await {
             Ok(result) => result.map_err(redis_error)?,
-            Err(FailedFast) => {
-                return Err(BackendError::unavailable(
-                    BACKEND,
-                    "Redis is not answering; publishing fails fast until it answers",
-                ))
-            }
+            Err(FailedFast) => return Err(FailedFast::error(BACKEND)),
         };
         Ok(ids.into_iter().map(JobId).collect())
     }

@@ -115,10 +115,6 @@ fn connection_manager(client: Client) -> BackendResult<ConnectionManager> {
     ConnectionManager::new_lazy_with_config(client, config).map_err(|e| map_err(e, ""))
 }
 
-fn fail_fast() -> BackendError {
-    BackendError::unavailable(BACKEND, "Redis is not answering; calls fail fast until it answers again")
-}
-
 /// Network trouble, or a server that cannot serve now (loading, failing over, read-only
 /// replica): the state store and the bus both answer these as `Unavailable`.
 pub(crate) fn is_outage(e: &RedisError) -> bool {
@@ -263,7 +259,7 @@ impl RedisState {
     async fn guarded<T>(&self, call: impl Future<Output = Result<T, RedisError>>, key: &str) -> BackendResult<T> {
         match breaker::guard(&self.breaker, &self.conn, call).await {
             Ok(result) => result.map_err(|e| map_err(e, key)),
-            Err(FailedFast) => Err(fail_fast()),
+            Err(FailedFast) => Err(FailedFast::error(BACKEND)),
         }
     }
 
@@ -642,7 +638,7 @@ impl PubSub for RedisPubSub {
         cmd.arg(format!("{}{channel}", self.prefix)).arg(payload.as_ref());
         match breaker::guard(&self.breaker, &self.publisher, cmd.query_async::<u64>(&mut conn)).await {
             Ok(result) => result.map(drop).map_err(|e| map_err(e, channel)),
-            Err(FailedFast) => Err(fail_fast()),
+            Err(FailedFast) => Err(FailedFast::error(BACKEND)),
         }
     }
 

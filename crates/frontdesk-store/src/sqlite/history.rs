@@ -98,8 +98,6 @@ const OPEN_PARTS: &str = "SELECT c.value ->> 0, c.value ->> 1, t.id, t.part, t.c
 const APPEND_TO_PARTS: &str = "UPDATE chat_text SET body = body || ' ' || (a.value ->> 1), \
      chars = chars + (a.value ->> 2) FROM json_each(?) a WHERE chat_text.id = a.value ->> 0";
 
-const NEW_PART: &str = "INSERT INTO chat_text (chat_id, site_id, part, chars, body) VALUES (?, ?, ?, ?, ?)";
-
 /// New parts, from a JSON array of `[chat_id, site_id, part, chars, body]`.
 const NEW_PARTS: &str = "INSERT INTO chat_text (chat_id, site_id, part, chars, body) \
      SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM json_each(?)";
@@ -265,10 +263,7 @@ impl SqliteStore {
         Ok(ChatPage { chats, next })
     }
 
-    async fn members_of(
-        &self,
-        chats: impl Iterator<Item = i64>,
-    ) -> BackendResult<std::collections::HashMap<i64, Vec<i64>>> {
+    async fn members_of(&self, chats: impl Iterator<Item = i64>) -> BackendResult<HashMap<i64, Vec<i64>>> {
         let chats: Vec<i64> = chats.collect();
         if chats.is_empty() {
             return Ok(Default::default());
@@ -384,10 +379,12 @@ async fn insert_messages<'a>(
     if records.is_empty() {
         return Ok(());
     }
-    let mut rows = Vec::with_capacity(records.len());
+    let (mut rows, mut ids) = (Vec::with_capacity(records.len()), Vec::with_capacity(records.len()));
     for m in records {
+        let id = convert::id_to_db(D, m.id)?;
+        ids.push(id);
         rows.push(serde_json::json!([
-            convert::id_to_db(D, m.id)?,
+            id,
             convert::id_to_db(D, m.chat_id)?,
             convert::id_to_db(D, m.site_id)?,
             m.seq,
@@ -408,12 +405,8 @@ async fn insert_messages<'a>(
         .await
         .map_err(db_err)?;
     let mut stored: HashSet<i64> = stored.into_iter().collect();
-    for m in records {
-        // The first record of each stored id: a repeated job names it twice.
-        if stored.remove(&convert::id_to_db(D, m.id)?) {
-            fresh.push(m);
-        }
-    }
+    // The first record of each stored id: a repeated job names it twice.
+    fresh.extend(records.iter().zip(ids).filter(|(_, id)| stored.remove(id)).map(|(m, _)| *m));
     Ok(())
 }
 
@@ -477,15 +470,21 @@ async fn rewrite_search_text(tx: &mut SqliteConnection, chat: ChatId, site: Site
     sqlx::query(DROP_CHAT_TEXT).bind(chat).bind(site).execute(&mut *tx).await.map_err(db_err)?;
     let contents: Vec<String> =
         sqlx::query_scalar(CHAT_CONTENTS).bind(chat).bind(site).fetch_all(&mut *tx).await.map_err(db_err)?;
-    for text in place_in_parts(None, contents.iter().map(String::as_str)) {
-        new_part(tx, chat, site, text).await?;
-    }
-    Ok(())
+    let parts = place_in_parts(None, contents.iter().map(String::as_str));
+    run_rows(tx, NEW_PARTS, parts.into_iter().map(|text| new_part(chat, site, text)).collect()).await
 }
 
-/// Opens a chat's next search part.
-async fn new_part(tx: &mut SqliteConnection, chat: i64, site: i64, text: PartText) -> BackendResult<()> {
-    let query = sqlx::query(NEW_PART).bind(chat).bind(site).bind(text.part).bind(text.chars).bind(text.body);
+/// A row of [`NEW_PARTS`]: a chat's next search part.
+fn new_part(chat: i64, site: i64, text: PartText) -> serde_json::Value {
+    serde_json::json!([chat, site, text.part, text.chars, text.body])
+}
+
+/// Runs one of the statements that take a JSON array of rows, unless there are none.
+async fn run_rows(tx: &mut SqliteConnection, sql: &'static str, rows: Vec<serde_json::Value>) -> BackendResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let query = sqlx::query(sql).bind(serde_json::Value::Array(rows).to_string());
     query.execute(&mut *tx).await.map_err(db_err).map(drop)
 }
 
@@ -506,10 +505,9 @@ async fn append_search_text(tx: &mut SqliteConnection, mut fresh: Vec<&MessageRe
     for chat in &chats {
         keys.push((convert::id_to_db(D, chat[0].chat_id)?, convert::id_to_db(D, chat[0].site_id)?));
     }
-    let keys_json =
-        serde_json::to_string(&keys).map_err(|e| frontdesk_core::error::BackendError::other(D.name(), e))?;
+    let keys_json = serde_json::Value::Array(keys.iter().map(|(chat, site)| serde_json::json!([chat, site])).collect());
     let open: HashMap<(i64, i64), (i64, i64, i64)> = sqlx::query_as::<_, (i64, i64, i64, i64, i64)>(OPEN_PARTS)
-        .bind(keys_json)
+        .bind(keys_json.to_string())
         .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?
@@ -525,17 +523,12 @@ async fn append_search_text(tx: &mut SqliteConnection, mut fresh: Vec<&MessageRe
                 Some((row, part, _)) if part == text.part => {
                     appends.push(serde_json::json!([row, text.body, text.chars]));
                 }
-                _ => parts.push(serde_json::json!([key.0, key.1, text.part, text.chars, text.body])),
+                _ => parts.push(new_part(key.0, key.1, text)),
             }
         }
     }
-    for (sql, rows) in [(APPEND_TO_PARTS, appends), (NEW_PARTS, parts)] {
-        if !rows.is_empty() {
-            let query = sqlx::query(sql).bind(serde_json::Value::Array(rows).to_string());
-            query.execute(&mut *tx).await.map_err(db_err)?;
-        }
-    }
-    Ok(())
+    run_rows(tx, APPEND_TO_PARTS, appends).await?;
+    run_rows(tx, NEW_PARTS, parts).await
 }
 
 async fn upsert_visitor(tx: &mut SqliteConnection, v: &VisitorHistory) -> BackendResult<()> {
