@@ -1,6 +1,7 @@
-//! `frontdesk bench` against a real server, small and short: the scenarios run (chat on
-//! both embedded and Redis + PostgreSQL), and the run's own guarantees hold (nothing lost,
-//! nothing doubled, no chat offered twice, every idle socket held). The
+//! `frontdesk bench` against a real server, small and short: the scenarios run (chat,
+//! storm and visits on both embedded and Redis + PostgreSQL, chat across two nodes, idle on
+//! embedded), and the run's own guarantees hold (nothing lost, nothing doubled, no chat
+//! offered twice, every idle socket held). The
 //! counters' ability to catch a server that drops or repeats a message is unit-tested in
 //! `bench/ledger.rs`; the figures themselves belong in docs/BENCHMARKS.md, not here.
 
@@ -65,7 +66,23 @@ async fn bench_chat_at_a_fixed_rate_delivers_every_message_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_storm_offers_no_chat_twice_and_bench_visits_counts_events() {
     let server = TestServer::start(RawSettings::default()).await;
-    let storm = StormArgs { common: common(&server), visitors: 30, agents: 4, capacity: 5 };
+    storm_and_visits(&server).await;
+    server.stop().await;
+}
+
+/// `storm` and `visits` against one node on Redis + PostgreSQL (cluster mode).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_storm_and_visits_on_redis_and_postgres() {
+    let db = create_postgres_database(&postgres_url()).await;
+    let server = TestServer::start(cluster_settings(&redis_url(), &db, &unique_name("fd"))).await;
+    storm_and_visits(&server).await;
+    server.stop().await;
+}
+
+/// A storm of 30 chat requests on 4 agents of capacity 5 offers no chat twice and fills
+/// every agent; `visits` counts page visits without errors.
+async fn storm_and_visits(server: &TestServer) {
+    let storm = StormArgs { common: common(server), visitors: 30, agents: 4, capacity: 5 };
     let report = frontdesk::bench::storm::run(storm).await.expect("bench storm");
     let get = |k: &str| report.get(k).unwrap_or(-1.0);
     assert_eq!(get("errors"), 0.0, "{}", report.table());
@@ -75,11 +92,10 @@ async fn bench_storm_offers_no_chat_twice_and_bench_visits_counts_events() {
     assert_eq!(get("offers_received"), 20.0, "4 agents × capacity 5: {}", report.table());
     assert_eq!((get("offered_twice"), get("agents_over_capacity")), (0.0, 0.0), "{}", report.table());
 
-    let visits = VisitsArgs { common: Common { duration: 1, ..common(&server) }, concurrency: 4 };
+    let visits = VisitsArgs { common: Common { duration: 1, ..common(server) }, concurrency: 4 };
     let report = frontdesk::bench::visits::run(visits).await.expect("bench visits");
     assert!(report.get("delivered").unwrap_or(0.0) > 10.0, "{}", report.table());
     assert_eq!(report.get("errors"), Some(0.0), "{}", report.table());
-    server.stop().await;
 }
 
 /// The same run against one node on Redis + PostgreSQL (cluster mode).
