@@ -20,7 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use frontdesk_core::bus::{Bus, DeadLetter, FailOutcome, Job, JobId, RetryPolicy};
-use frontdesk_core::error::BackendResult;
+use frontdesk_core::error::{BackendError, BackendResult};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
@@ -191,7 +191,10 @@ impl LocalBus {
     /// spool holds that was not acked or dead-lettered is ready again (a retry keeps its due
     /// time), with the delivery count it had. Only one process may hold a spool open.
     pub async fn open(dir: &Path, policy: RetryPolicy) -> BackendResult<Self> {
-        let (conn, loaded, next_seq) = spool::open(dir).await?;
+        let spool_dir = dir.to_path_buf();
+        let (conn, loaded, next_seq) = tokio::task::spawn_blocking(move || spool::open(&spool_dir))
+            .await
+            .map_err(|e| BackendError::unavailable(spool::BACKEND, format!("opening the spool failed: {e}")))??;
         let mut map: HashMap<String, QueueState> = HashMap::new();
         let (wall, now) = (now_ms(), Instant::now());
         for job in loaded {
@@ -206,7 +209,10 @@ impl LocalBus {
         let queues = Arc::new(Mutex::new(map));
         let (tx, rx) = mpsc::unbounded_channel();
         let sink = Arc::clone(&queues);
-        tokio::spawn(spool::run_writer(conn, next_seq, rx, move |published| insert_published(&sink, published)));
+        std::thread::Builder::new()
+            .name("bus-spool".into())
+            .spawn(move || spool::run_writer(conn, next_seq, rx, move |published| insert_published(&sink, published)))
+            .map_err(|e| BackendError::unavailable(spool::BACKEND, format!("cannot start the spool writer: {e}")))?;
         spawn_compactor(tx.downgrade());
         Ok(Self { inner: Arc::new(Inner { policy, queues, spool: tx }) })
     }

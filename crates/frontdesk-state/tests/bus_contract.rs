@@ -107,6 +107,26 @@ async fn local_bus_refuses_work_after_close() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_compaction_hands_back_the_pages_of_an_acked_backlog() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bus = LocalBus::open(dir.path(), policy()).await.expect("open");
+    let body = Bytes::from(vec![b'x'; 4096]);
+    let ids = bus.publish_batch("q", vec![body; 500]).await.expect("publish 2 MB");
+    let jobs = fetch_n(&bus, "q", "c1", ids.len(), Duration::from_secs(5)).await;
+    bus.ack("q", &jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>()).await.expect("ack");
+    assert_eq!(bus.backlog("q").await.expect("backlog"), 0);
+
+    let stats = bus.compact().await.expect("compact");
+    assert!(stats.pages_freed >= 400, "500 acked 4 KiB jobs leave their pages free: {stats:?}");
+    assert_eq!(stats.dead_letters_dropped, 0);
+    let wal = std::fs::metadata(dir.path().join("spool.db-wal")).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(wal, 0, "the checkpoint truncates the write-ahead log");
+    assert!(std::fs::metadata(dir.path().join("spool.db")).expect("spool file").len() < 1 << 20);
+    // Still a working spool after it.
+    let id = bus.publish("q", Bytes::from("after")).await.expect("publish after compaction");
+    assert_eq!(fetch_n(&bus, "q", "c1", 1, Duration::from_secs(2)).await[0].id, id);
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_spool_is_held_by_one_bus_at_a_time() {
     let dir = tempfile::tempdir().expect("tempdir");
     let first = LocalBus::open(dir.path(), policy()).await.expect("open");

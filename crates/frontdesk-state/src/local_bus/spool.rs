@@ -1,23 +1,24 @@
 //! The local bus's durable spool: the SQLite file `spool.db`, its schema, and the single
-//! writer task that owns the file's only connection and commits every change in groups.
+//! writer thread that owns the file's only connection and commits every change in groups.
 //!
 //! Group commit is what makes the spool fast: publishers, acks, fails and dead letters queue
 //! up on one channel; the writer takes everything waiting, applies it in one transaction and
 //! answers each caller after the commit. With WAL and `synchronous=NORMAL` a committed
 //! transaction survives the death of the process (not of the machine), which is the
 //! promise of [`Bus::publish`](frontdesk_core::bus::Bus::publish).
+//!
+//! The writer is a plain thread calling SQLite directly (rusqlite, on the same bundled
+//! SQLite as sqlx): through sqlx every statement of a commit was a hand-off to its worker
+//! thread and back, one futex wake each, which cost more than the statements themselves.
 
 use std::path::Path;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use frontdesk_core::bus::{DeadLetter, JobId};
 use frontdesk_core::error::{BackendError, BackendResult};
-use sqlx::sqlite::{
-    SqliteAutoVacuum, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteLockingMode, SqliteSynchronous,
-};
-use sqlx::{Connection, Row, SqliteExecutor};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 pub(super) const BACKEND: &str = "local bus";
@@ -27,11 +28,6 @@ pub(super) const DEAD_LETTER_CAP: i64 = 10_000;
 
 /// Ops taken per group commit; bounds the latency one huge burst adds to the next caller.
 const MAX_OPS_PER_COMMIT: usize = 4096;
-
-/// Rows per multi-row INSERT, largest first. One statement per row would cost a round trip
-/// to sqlx's SQLite worker thread per job; powers of two cover any count with a handful of
-/// cached statements.
-const INSERT_CHUNKS: [usize; 9] = [256, 128, 64, 32, 16, 8, 4, 2, 1];
 
 /// `jobs` holds every accepted job not yet acked or dead-lettered (an ack deletes its row in
 /// the same group commit, so there are no acked rows to sweep later); `dead` holds dead
@@ -60,20 +56,6 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 ";
-
-static INSERT_SQL: LazyLock<Vec<(usize, &'static str)>> = LazyLock::new(|| {
-    INSERT_CHUNKS
-        .iter()
-        .map(|&n| {
-            let mut sql = String::from("INSERT INTO jobs (seq, queue, payload) VALUES ");
-            for i in 0..n {
-                sql.push_str(if i == 0 { "(?, ?, ?)" } else { ", (?, ?, ?)" });
-            }
-            // Built once from constants; leaked so sqlx sees a `&'static str` it may cache.
-            (n, &*sql.leak())
-        })
-        .collect()
-});
 
 /// One request to the writer. Ops with a `reply` are answered after their commit.
 pub(super) enum Op {
@@ -140,23 +122,24 @@ pub(super) struct Published {
     pub jobs: Vec<(u64, Bytes)>,
 }
 
-pub(super) fn db_error(e: sqlx::Error) -> BackendError {
+pub(super) fn db_error(e: rusqlite::Error) -> BackendError {
     match &e {
         // A constraint or type mismatch is a bug, not an outage.
-        sqlx::Error::Database(db) if db.is_unique_violation() || db.is_check_violation() => {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
             BackendError::other(BACKEND, e)
         }
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::TypeNotFound { .. } => {
-            BackendError::other(BACKEND, e)
-        }
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnName(_) => BackendError::other(BACKEND, e),
         _ => BackendError::unavailable(BACKEND, e),
     }
 }
 
 /// SQLITE_BUSY at open means another bus holds the spool's exclusive lock.
-fn locked(e: sqlx::Error, dir: &Path) -> BackendError {
+fn locked(e: rusqlite::Error, dir: &Path) -> BackendError {
     match &e {
-        sqlx::Error::Database(db) if db.code().as_deref() == Some("5") => {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy => {
             BackendError::unavailable(BACKEND, format!("the spool in {} is in use by another bus ({e})", dir.display()))
         }
         _ => db_error(e),
@@ -182,68 +165,70 @@ fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-/// Opens (creating if needed) `dir/spool.db` and reads every live job.
-pub(super) async fn open(dir: &Path) -> BackendResult<(SqliteConnection, Vec<LoadedJob>, u64)> {
+/// Opens (creating if needed) `dir/spool.db` and reads every live job. Blocking: call it
+/// off the async runtime.
+pub(super) fn open(dir: &Path) -> BackendResult<(Connection, Vec<LoadedJob>, u64)> {
     std::fs::create_dir_all(dir).map_err(|e| BackendError::unavailable(BACKEND, format!("{}: {e}", dir.display())))?;
-    let options = SqliteConnectOptions::new()
-        .filename(dir.join("spool.db"))
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        // Exclusive: the in-memory queues are the truth while a bus runs, so a second
-        // process on the same spool would deliver every job twice. It waits `busy_timeout`
-        // for the lock, then refuses.
-        .locking_mode(SqliteLockingMode::Exclusive)
-        .busy_timeout(Duration::from_secs(5))
-        .auto_vacuum(SqliteAutoVacuum::Incremental);
-    let mut conn = SqliteConnection::connect_with(&options).await.map_err(|e| locked(e, dir))?;
-    sqlx::raw_sql(SCHEMA).execute(&mut conn).await.map_err(|e| locked(e, dir))?;
+    let conn = Connection::open(dir.join("spool.db")).map_err(|e| locked(e, dir))?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(db_error)?;
+    // Exclusive: the in-memory queues are the truth while a bus runs, so a second process
+    // on the same spool would deliver every job twice. It waits `busy_timeout` for the
+    // lock, then refuses. `auto_vacuum` only takes effect before the first table exists.
+    conn.execute_batch(
+        "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA locking_mode = EXCLUSIVE; \
+         PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
+    )
+    .map_err(|e| locked(e, dir))?;
+    conn.execute_batch(SCHEMA).map_err(|e| locked(e, dir))?;
 
-    let rows = sqlx::query("SELECT seq, queue, payload, attempts, not_before FROM jobs ORDER BY seq")
-        .fetch_all(&mut conn)
-        .await
-        .map_err(|e| locked(e, dir))?;
-    let mut jobs = Vec::with_capacity(rows.len());
-    for row in rows {
-        let payload: Vec<u8> = row.try_get("payload").map_err(db_error)?;
-        let attempts: i64 = row.try_get("attempts").map_err(db_error)?;
-        let not_before: Option<i64> = row.try_get("not_before").map_err(db_error)?;
-        jobs.push(LoadedJob {
-            seq: to_u64(row.try_get("seq").map_err(db_error)?),
-            queue: row.try_get("queue").map_err(db_error)?,
-            payload: Bytes::from(payload),
-            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-            not_before_ms: not_before.map(to_u64),
-        });
-    }
-    let last: Option<i64> = sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'")
-        .fetch_optional(&mut conn)
-        .await
+    let jobs = {
+        let mut stmt = conn
+            .prepare("SELECT seq, queue, payload, attempts, not_before FROM jobs ORDER BY seq")
+            .map_err(db_error)?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok(LoadedJob {
+                    seq: to_u64(row.get(0)?),
+                    queue: row.get(1)?,
+                    payload: Bytes::from(row.get::<_, Vec<u8>>(2)?),
+                    attempts: u32::try_from(row.get::<_, i64>(3)?).unwrap_or(u32::MAX),
+                    not_before_ms: row.get::<_, Option<i64>>(4)?.map(to_u64),
+                })
+            })
+            .map_err(|e| locked(e, dir))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_error)?
+    };
+    let last: Option<i64> = conn
+        .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'", [], |row| row.get(0))
+        .optional()
         .map_err(db_error)?;
     let next_seq = last.map(to_u64).unwrap_or(0) + 1;
     Ok((conn, jobs, next_seq))
 }
 
-/// The writer task: runs until every sender is gone or [`Op::Close`] arrives, then closes
-/// the connection (which checkpoints the WAL into the main file).
-pub(super) async fn run_writer<F>(
-    mut conn: SqliteConnection,
-    mut next_seq: u64,
-    mut rx: mpsc::UnboundedReceiver<Op>,
-    published: F,
-) where
-    F: Fn(Vec<Published>) + Send + 'static,
+/// The writer: runs on a thread of its own until every sender is gone or [`Op::Close`]
+/// arrives, then closes the connection (which checkpoints the WAL into the main file).
+pub(super) fn run_writer<F>(mut conn: Connection, mut next_seq: u64, mut rx: mpsc::UnboundedReceiver<Op>, published: F)
+where
+    F: Fn(Vec<Published>),
 {
     let mut received = Vec::with_capacity(MAX_OPS_PER_COMMIT);
     let mut batch = Vec::new();
     let mut closers = Vec::new();
-    while rx.recv_many(&mut received, MAX_OPS_PER_COMMIT).await > 0 {
+    while let Some(first) = rx.blocking_recv() {
+        received.push(first);
+        while received.len() < MAX_OPS_PER_COMMIT {
+            match rx.try_recv() {
+                Ok(op) => received.push(op),
+                Err(_) => break,
+            }
+        }
         for op in received.drain(..) {
             match op {
                 Op::Compact { reply } => {
                     // Checkpoints cannot run inside a transaction: commit what came before.
-                    commit(&mut conn, &mut next_seq, std::mem::take(&mut batch), &published).await;
-                    let _ = reply.send(compact(&mut conn).await);
+                    commit(&mut conn, &mut next_seq, std::mem::take(&mut batch), &published);
+                    let _ = reply.send(compact(&conn));
                 }
                 Op::Close { reply } => {
                     // Refuse new ops; those already queued still get their commit.
@@ -253,9 +238,9 @@ pub(super) async fn run_writer<F>(
                 op => batch.push(op),
             }
         }
-        commit(&mut conn, &mut next_seq, std::mem::take(&mut batch), &published).await;
+        commit(&mut conn, &mut next_seq, std::mem::take(&mut batch), &published);
     }
-    if let Err(e) = conn.close().await {
+    if let Err((_, e)) = conn.close() {
         tracing::warn!(error = %e, "closing the bus spool failed");
     }
     for reply in closers {
@@ -269,7 +254,7 @@ enum Outcome {
     Letters(Vec<DeadLetter>),
 }
 
-async fn commit<F>(conn: &mut SqliteConnection, next_seq: &mut u64, ops: Vec<Op>, published: &F)
+fn commit<F>(conn: &mut Connection, next_seq: &mut u64, ops: Vec<Op>, published: &F)
 where
     F: Fn(Vec<Published>),
 {
@@ -277,8 +262,7 @@ where
         return;
     }
     let first_seq = *next_seq;
-    let result = apply_all(conn, next_seq, &ops).await;
-    let outcomes = match result {
+    let outcomes = match apply_all(conn, next_seq, &ops) {
         Ok(outcomes) => outcomes,
         Err(e) => {
             *next_seq = first_seq;
@@ -347,84 +331,74 @@ fn reply_err(op: Op, e: BackendError) {
     }
 }
 
-async fn apply_all(conn: &mut SqliteConnection, next_seq: &mut u64, ops: &[Op]) -> BackendResult<Vec<Outcome>> {
+/// Runs one cached statement per id (each a reset, a bind and a step: no thread hop now).
+fn per_seq(conn: &Connection, sql: &str, seqs: &[u64]) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    for &seq in seqs {
+        stmt.execute([to_i64(seq)])?;
+    }
+    Ok(())
+}
+
+fn apply_all(conn: &mut Connection, next_seq: &mut u64, ops: &[Op]) -> BackendResult<Vec<Outcome>> {
     // IMMEDIATE takes the write lock up front, so the commit cannot fail for lock upgrade.
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
     let mut outcomes = Vec::with_capacity(ops.len());
-    // Consecutive publishes become one run of multi-row INSERTs.
-    let mut rows: Vec<(u64, &Arc<str>, &Bytes)> = Vec::new();
     for op in ops {
-        if !matches!(op, Op::Publish { .. }) && !rows.is_empty() {
-            insert_jobs(&mut tx, &rows).await?;
-            rows.clear();
-        }
         let outcome = match op {
             Op::Publish { queue, payloads, .. } => {
+                let mut insert = tx
+                    .prepare_cached("INSERT INTO jobs (seq, queue, payload) VALUES (?1, ?2, ?3)")
+                    .map_err(db_error)?;
                 let mut seqs = Vec::with_capacity(payloads.len());
                 for payload in payloads {
                     let seq = *next_seq;
                     *next_seq += 1;
+                    insert.execute(params![to_i64(seq), &**queue, payload.as_ref()]).map_err(db_error)?;
                     seqs.push(seq);
-                    rows.push((seq, queue, payload));
                 }
                 Outcome::Seqs(seqs)
             }
             Op::Delivered(seqs) => {
-                sqlx::query("UPDATE jobs SET attempts = attempts + 1 WHERE seq IN (SELECT value FROM json_each(?1))")
-                    .bind(json_ids(seqs))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
+                per_seq(&tx, "UPDATE jobs SET attempts = attempts + 1 WHERE seq = ?1", seqs).map_err(db_error)?;
                 Outcome::Done
             }
             Op::Ack { seqs, .. } => {
-                sqlx::query("DELETE FROM jobs WHERE seq IN (SELECT value FROM json_each(?1))")
-                    .bind(json_ids(seqs))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
+                per_seq(&tx, "DELETE FROM jobs WHERE seq = ?1", seqs).map_err(db_error)?;
                 Outcome::Done
             }
             Op::Retry { seq, attempts, not_before_ms, .. } => {
-                sqlx::query("UPDATE jobs SET attempts = ?2, not_before = ?3 WHERE seq = ?1")
-                    .bind(to_i64(*seq))
-                    .bind(i64::from(*attempts))
-                    .bind(to_i64(*not_before_ms))
-                    .execute(&mut *tx)
-                    .await
+                tx.prepare_cached("UPDATE jobs SET attempts = ?2, not_before = ?3 WHERE seq = ?1")
+                    .and_then(|mut s| s.execute(params![to_i64(*seq), i64::from(*attempts), to_i64(*not_before_ms)]))
                     .map_err(db_error)?;
                 Outcome::Done
             }
             Op::Dead { letter, seq, .. } => {
-                sqlx::query(
+                tx.prepare_cached(
                     "INSERT INTO dead (seq, queue, payload, attempts, error, failed_at) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
-                .bind(to_i64(*seq))
-                .bind(letter.queue.as_str())
-                .bind(letter.payload.as_ref())
-                .bind(i64::from(letter.attempts))
-                .bind(letter.error.as_str())
-                .bind(to_i64(letter.failed_at))
-                .execute(&mut *tx)
-                .await
+                .and_then(|mut s| {
+                    s.execute(params![
+                        to_i64(*seq),
+                        letter.queue.as_str(),
+                        letter.payload.as_ref(),
+                        i64::from(letter.attempts),
+                        letter.error.as_str(),
+                        to_i64(letter.failed_at),
+                    ])
+                })
                 .map_err(db_error)?;
-                sqlx::query("DELETE FROM jobs WHERE seq = ?1")
-                    .bind(to_i64(*seq))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
+                per_seq(&tx, "DELETE FROM jobs WHERE seq = ?1", &[*seq]).map_err(db_error)?;
                 Outcome::Done
             }
-            Op::DeadLetters { queue, limit, .. } => Outcome::Letters(dead_letters(&mut *tx, queue, *limit).await?),
+            Op::DeadLetters { queue, limit, .. } => Outcome::Letters(dead_letters(&tx, queue, *limit)?),
             Op::Ping { .. } => {
-                sqlx::query(
+                tx.prepare_cached(
                     "INSERT INTO meta (key, value) VALUES ('last_ping_ms', ?1) \
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 )
-                .bind(now_ms().to_string())
-                .execute(&mut *tx)
-                .await
+                .and_then(|mut s| s.execute([now_ms().to_string()]))
                 .map_err(db_error)?;
                 Outcome::Done
             }
@@ -433,94 +407,58 @@ async fn apply_all(conn: &mut SqliteConnection, next_seq: &mut u64, ops: &[Op]) 
         };
         outcomes.push(outcome);
     }
-    if !rows.is_empty() {
-        insert_jobs(&mut tx, &rows).await?;
-    }
-    tx.commit().await.map_err(db_error)?;
+    tx.commit().map_err(db_error)?;
     Ok(outcomes)
 }
 
-async fn insert_jobs(conn: &mut SqliteConnection, rows: &[(u64, &Arc<str>, &Bytes)]) -> BackendResult<()> {
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let (n, sql) = INSERT_SQL
-            .iter()
-            .copied()
-            .find(|(n, _)| *n <= rest.len())
-            .unwrap_or((1, INSERT_SQL[INSERT_SQL.len() - 1].1));
-        let (chunk, tail) = rest.split_at(n);
-        let mut query = sqlx::query(sql);
-        for (seq, queue, payload) in chunk {
-            query = query.bind(to_i64(*seq)).bind(Arc::clone(queue)).bind(payload.as_ref());
-        }
-        query.execute(&mut *conn).await.map_err(db_error)?;
-        rest = tail;
-    }
-    Ok(())
+fn dead_letters(conn: &Connection, queue: &str, limit: usize) -> BackendResult<Vec<DeadLetter>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, payload, attempts, error, failed_at FROM dead \
+             WHERE queue = ?1 ORDER BY id DESC LIMIT ?2",
+        )
+        .map_err(db_error)?;
+    let rows = stmt
+        .query_map(params![queue, i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+            Ok(DeadLetter {
+                id: JobId(row.get::<_, i64>(0)?.to_string()),
+                queue: queue.to_owned(),
+                payload: Bytes::from(row.get::<_, Vec<u8>>(1)?),
+                attempts: u32::try_from(row.get::<_, i64>(2)?).unwrap_or(u32::MAX),
+                error: row.get(3)?,
+                failed_at: to_u64(row.get(4)?),
+            })
+        })
+        .map_err(db_error)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
 }
 
-fn json_ids(seqs: &[u64]) -> String {
-    let mut s = String::with_capacity(seqs.len() * 8 + 2);
-    s.push('[');
-    for (i, seq) in seqs.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push_str(&seq.to_string());
-    }
-    s.push(']');
-    s
-}
-
-async fn dead_letters<'c>(conn: impl SqliteExecutor<'c>, queue: &str, limit: usize) -> BackendResult<Vec<DeadLetter>> {
-    let rows = sqlx::query(
-        "SELECT seq, payload, attempts, error, failed_at FROM dead \
-         WHERE queue = ?1 ORDER BY id DESC LIMIT ?2",
-    )
-    .bind(queue)
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .fetch_all(conn)
-    .await
-    .map_err(db_error)?;
-    let mut letters = Vec::with_capacity(rows.len());
-    for row in rows {
-        let seq: i64 = row.try_get("seq").map_err(db_error)?;
-        let payload: Vec<u8> = row.try_get("payload").map_err(db_error)?;
-        let attempts: i64 = row.try_get("attempts").map_err(db_error)?;
-        let failed_at: i64 = row.try_get("failed_at").map_err(db_error)?;
-        letters.push(DeadLetter {
-            id: JobId(seq.to_string()),
-            queue: queue.to_owned(),
-            payload: Bytes::from(payload),
-            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-            error: row.try_get("error").map_err(db_error)?,
-            failed_at: to_u64(failed_at),
-        });
-    }
-    Ok(letters)
-}
-
-async fn compact(conn: &mut SqliteConnection) -> BackendResult<CompactStats> {
-    let queues: Vec<String> =
-        sqlx::query_scalar("SELECT DISTINCT queue FROM dead").fetch_all(&mut *conn).await.map_err(db_error)?;
+fn compact(conn: &Connection) -> BackendResult<CompactStats> {
+    let queues: Vec<String> = {
+        let mut stmt = conn.prepare("SELECT DISTINCT queue FROM dead").map_err(db_error)?;
+        let rows = stmt.query_map([], |row| row.get(0)).map_err(db_error)?;
+        rows.collect::<Result<_, _>>().map_err(db_error)?
+    };
     let mut dropped = 0;
     for queue in queues {
-        let done = sqlx::query(
-            "DELETE FROM dead WHERE queue = ?1 AND id <= \
-             (SELECT id FROM dead WHERE queue = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-        )
-        .bind(&queue)
-        .bind(DEAD_LETTER_CAP)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?;
-        dropped += done.rows_affected();
+        let done = conn
+            .execute(
+                "DELETE FROM dead WHERE queue = ?1 AND id <= \
+                 (SELECT id FROM dead WHERE queue = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                params![queue, DEAD_LETTER_CAP],
+            )
+            .map_err(db_error)?;
+        dropped += done as u64;
     }
-    let free_before: i64 = sqlx::query_scalar("PRAGMA freelist_count").fetch_one(&mut *conn).await.map_err(db_error)?;
+    let free = |conn: &Connection| conn.query_row("PRAGMA freelist_count", [], |row| row.get::<_, i64>(0));
+    let free_before = free(conn).map_err(db_error)?;
     // Acks delete rows, so the file only holds free pages left by a past backlog peak;
     // handing them back and truncating the WAL keeps the spool near its live size.
-    sqlx::raw_sql("PRAGMA incremental_vacuum").execute(&mut *conn).await.map_err(db_error)?;
-    let free_after: i64 = sqlx::query_scalar("PRAGMA freelist_count").fetch_one(&mut *conn).await.map_err(db_error)?;
-    sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *conn).await.map_err(db_error)?;
+    // `incremental_vacuum` returns a row per freed page on some builds: step through them.
+    conn.prepare("PRAGMA incremental_vacuum")
+        .and_then(|mut s| s.query([])?.mapped(|_| Ok(())).collect::<rusqlite::Result<Vec<()>>>())
+        .map_err(db_error)?;
+    let free_after = free(conn).map_err(db_error)?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(db_error)?;
     Ok(CompactStats { dead_letters_dropped: dropped, pages_freed: to_u64(free_before.saturating_sub(free_after)) })
 }
