@@ -29,7 +29,11 @@ pub fn to_fields<T: Serialize>(obj: &T) -> BackendResult<BTreeMap<String, Option
 /// Reads a struct from hash fields: missing fields take their defaults, unknown ones are
 /// ignored.
 pub fn from_fields<T: DeserializeOwned>(fields: &[(String, String)]) -> BackendResult<T> {
-    let iter = fields.iter().map(|(k, v)| (k.as_str(), FieldValue(v.as_str())));
+    from_pairs(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+fn from_pairs<'a, T: DeserializeOwned>(fields: impl Iterator<Item = (&'a str, &'a str)>) -> BackendResult<T> {
+    let iter = fields.map(|(k, v)| (k, FieldValue(v)));
     T::deserialize(de::value::MapDeserializer::<_, de::value::Error>::new(iter))
         .map_err(|e| BackendError::other("object", format!("cannot read stored object: {e}")))
 }
@@ -41,6 +45,22 @@ pub async fn load<T: DeserializeOwned>(state: &dyn StateStore, key: &str) -> Bac
         return Ok(None);
     }
     from_fields(&fields).map(Some)
+}
+
+/// Loads only `fields` of the object at `key` (one `HMGET`) into `T`, a narrower view of
+/// the stored object whose other fields a hot path does not need; `None` when none of
+/// `fields` is set (no such object).
+pub async fn load_fields<T: DeserializeOwned>(
+    state: &dyn StateStore,
+    key: &str,
+    fields: &[&str],
+) -> BackendResult<Option<T>> {
+    let values = state.hmget(key, fields).await?;
+    if values.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let present = fields.iter().zip(&values).filter_map(|(k, v)| v.as_deref().map(|v| (*k, v)));
+    from_pairs(present).map(Some)
 }
 
 /// Writes every field this definition of `T` knows (absent ones are deleted); fields it does

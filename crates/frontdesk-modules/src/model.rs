@@ -125,6 +125,61 @@ pub struct ChatMeta {
     pub tags: Vec<String>,
 }
 
+/// The fields of a chat's metadata the message path reads (`chat/offsets`, a send, typing,
+/// seen): one `HMGET` of [`ChatCore::FIELDS`] instead of the whole hash, whose ~25 fields
+/// were copied and parsed on every message. Same field names as [`ChatMeta`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ChatCore {
+    pub chat_id: ChatId,
+    pub site_id: SiteId,
+    pub visitor_id: VisitorId,
+    pub visitor_name: String,
+    pub status: ChatStatus,
+    pub participants: Vec<Participant>,
+    pub seq: i64,
+    pub visitor_data_offset: i64,
+    pub agent_data_offset: i64,
+    pub rebuilding: bool,
+    pub generation: String,
+}
+
+impl ChatCore {
+    /// The hash fields [`ChatCore`] is read from.
+    pub const FIELDS: [&'static str; 11] = [
+        "chatId",
+        "siteId",
+        "visitorId",
+        "visitorName",
+        "status",
+        "participants",
+        "seq",
+        "visitorDataOffset",
+        "agentDataOffset",
+        "rebuilding",
+        "generation",
+    ];
+}
+
+impl ChatMeta {
+    /// The message path's view of this chat.
+    pub fn core(&self) -> ChatCore {
+        ChatCore {
+            chat_id: self.chat_id,
+            site_id: self.site_id,
+            visitor_id: self.visitor_id,
+            visitor_name: self.visitor_name.clone(),
+            status: self.status,
+            participants: self.participants.clone(),
+            seq: self.seq,
+            visitor_data_offset: self.visitor_data_offset,
+            agent_data_offset: self.agent_data_offset,
+            rebuilding: self.rebuilding,
+            generation: self.generation.clone(),
+        }
+    }
+}
+
 /// `messageType` (SPEC §4).
 pub mod message_type {
     pub const VISITOR: i64 = 1;
@@ -227,4 +282,56 @@ pub const SESSION_CLOSED_PUSH: &str = "session.closed";
 /// by `auth/resolve_caller`.
 pub fn session_key(session_id: &str) -> String {
     format!("fd:{{sess:{session_id}}}")
+}
+
+#[cfg(test)]
+mod tests {
+    use frontdesk_core::object::{from_fields, to_fields};
+
+    use super::*;
+
+    fn meta() -> ChatMeta {
+        ChatMeta {
+            chat_id: Id(7),
+            site_id: Id(3),
+            visitor_id: Id(9),
+            visitor_name: "Vic".into(),
+            department_id: Some(Id(4)),
+            status: ChatStatus::Active,
+            agent_id: Some(Id(5)),
+            participants: vec![Participant { agent_id: Id(5), name: "Ann".into(), role: ParticipantRole::Owner }],
+            seq: 12,
+            visitor_data_offset: 7,
+            agent_data_offset: 5,
+            rebuilding: true,
+            generation: "g1".into(),
+            tags: vec!["vip".into()],
+            comment: Some("fine".into()),
+            ..ChatMeta::default()
+        }
+    }
+
+    #[test]
+    fn chat_core_fields_are_its_own_names_and_chat_meta_names() {
+        let core: Vec<String> = to_fields(&ChatCore::default()).expect("fields").into_keys().collect();
+        let mut listed: Vec<String> = ChatCore::FIELDS.iter().map(|f| f.to_string()).collect();
+        listed.sort();
+        assert_eq!(core, listed, "FIELDS lists exactly ChatCore's fields");
+        let meta = to_fields(&ChatMeta::default()).expect("fields");
+        for f in ChatCore::FIELDS {
+            assert!(meta.contains_key(f), "{f} is not a ChatMeta field");
+        }
+    }
+
+    #[test]
+    fn chat_core_read_from_its_fields_of_a_stored_meta_equals_meta_core() {
+        let m = meta();
+        let stored: Vec<(String, String)> =
+            to_fields(&m).expect("fields").into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
+        let picked: Vec<(String, String)> =
+            stored.into_iter().filter(|(k, _)| ChatCore::FIELDS.contains(&k.as_str())).collect();
+        assert_eq!(picked.len(), ChatCore::FIELDS.len());
+        let core: ChatCore = from_fields(&picked).expect("core");
+        assert_eq!(core, m.core());
+    }
 }

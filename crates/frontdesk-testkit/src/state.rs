@@ -158,6 +158,7 @@ macro_rules! schema_evolution_tests {
             old_writer_keeps_new_fields
             old_writer_of_changes_keeps_new_fields
             new_writer_writes_every_field
+            narrow_reader_reads_only_its_fields
         }
     };
 }
@@ -885,6 +886,20 @@ pub mod schema_cases {
         let read: NewAgent = object::load(&*s, KEY).await.expect("load").expect("present");
         let want = NewAgent { priority: 5, tags: Vec::new(), ..new() };
         assert_eq!(read, want);
+    }
+
+    /// `load_fields`: a narrower view read with one `HMGET` of its fields equals the same
+    /// view read from the whole hash; a missing object is `None`, not a default.
+    pub async fn narrow_reader_reads_only_its_fields(s: State) {
+        assert_eq!(object::load_fields::<OldAgent>(&*s, KEY, &["id", "name", "status"]).await.expect("load"), None);
+        object::save(&*s, KEY, &new()).await.expect("save");
+        let narrow: OldAgent =
+            object::load_fields(&*s, KEY, &["id", "name", "status"]).await.expect("load").expect("present");
+        assert_eq!(narrow, old());
+        // Fields it does not ask for are not read (a missing one takes its default).
+        let partial: NewAgent =
+            object::load_fields(&*s, KEY, &["id", "name", "status", "missing"]).await.expect("load").expect("present");
+        assert_eq!(partial, NewAgent { priority: 5, tags: Vec::new(), ..new() });
     }
 
     pub async fn old_reader_ignores_new_fields(s: State) {

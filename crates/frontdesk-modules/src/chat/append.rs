@@ -161,7 +161,7 @@ pub(crate) async fn append(state: &dyn StateStore, chat: ChatId, msg: ChatMessag
     let ScriptValue::List(items) = out else { return Err(Failure::internal("the append script answered oddly")) };
     let code = items.first().and_then(ScriptValue::as_int).unwrap_or(-3);
     match code {
-        -2 => return Err(Failure::not_found("no such chat (or it is not yours): check data.chatId")),
+        -2 => return Err(super::no_such_chat()),
         -1 => return Err(Failure::conflict(format!("chat {chat} has ended: no more messages can be sent to it"))),
         0 | 1 => {}
         _ => return Err(Failure::internal("the append script answered oddly")),

@@ -32,7 +32,7 @@ async fn end_chat(chats: &Chats, ctx: &mut Ctx, chat_id: ChatId, by: Who, text: 
     if meta.status == ChatStatus::Ended {
         return Err(Failure::conflict(format!("chat {chat_id} has already ended")));
     }
-    chats.system_message(&meta, text).await?;
+    chats.system_message(&meta.core(), text).await?;
     let now = now_ms();
     let (meta, (was_active_owner, offered_to)) = chats
         .edit(chat_id, |m| {
@@ -60,7 +60,7 @@ async fn end_chat(chats: &Chats, ctx: &mut Ctx, chat_id: ChatId, by: Who, text: 
         Who::Visitor(v) => v,
         Who::Agent { agent_id, .. } => agent_id,
     };
-    let to = Chats::recipients(&meta, Some(me), true);
+    let to = Chats::recipients(&meta.core(), Some(me), true);
     chats.push_to(&to, "chat.ended", &json!({"chatId": chat_id, "endedBy": by_json, "endedAt": now})).await;
     let note = DispatchNote {
         site_id: meta.site_id,
@@ -140,7 +140,7 @@ impl Handler for AgentLeave {
             })
             .await?;
         if part != ParticipantRole::Monitoring {
-            chats.system_message(&meta, format!("{name} left the chat")).await?;
+            chats.system_message(&meta.core(), format!("{name} left the chat")).await?;
         }
         if let Some(owner) = new_owner {
             let note = DispatchNote {

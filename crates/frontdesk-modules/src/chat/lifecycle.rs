@@ -124,7 +124,7 @@ impl Handler for Create {
         if let Some(text) = message {
             let msg =
                 new_message(chats.next_id()?, chat_id, message_type::VISITOR, visitor_id, &visitor_name, text, None);
-            chats.post(&meta, msg).await?;
+            chats.post(&meta.core(), msg).await?;
         }
         ctx.extensions.insert(ChatAccess { chat_id, who: Who::Visitor(visitor_id) });
         ctx.values.insert("chatCreated".into(), json!({"siteId": site_id, "chatId": chat_id}));
@@ -173,8 +173,9 @@ impl Handler for Accept {
             .state
             .hset(&visitor_key(meta.site_id, meta.visitor_id), &[("state", "chatting"), ("lastAgentId", &agent_text)])
             .await?;
-        chats.system_message(&meta, format!("{name} joined the chat")).await?;
-        let mut to = Chats::recipients(&meta, None, true);
+        let core = meta.core();
+        chats.system_message(&core, format!("{name} joined the chat")).await?;
+        let mut to = Chats::recipients(&core, None, true);
         match previous {
             Some(prev) => {
                 to.push(Recipient::Agent(prev));
@@ -246,7 +247,7 @@ impl Handler for Join {
             .await?;
         if changed && role == ParticipantRole::Joined {
             chats.store.add_chat_member(meta.chat_id, agent).await?;
-            chats.system_message(&meta, format!("{name} joined the chat")).await?;
+            chats.system_message(&meta.core(), format!("{name} joined the chat")).await?;
         }
         ctx.set_result("chatId", json!(meta.chat_id));
         ctx.set_result("role", json!(role));

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{access, new_message, Appended, Chats, Counters, Who};
-use crate::model::{message_type, ChatMeta, ChatStatus, ParticipantRole};
+use crate::model::{message_type, ChatCore, ChatStatus, ParticipantRole};
 use crate::RegisterError;
 
 /// Longest message, in characters (after trimming).
@@ -40,7 +40,7 @@ struct SendBody {
 }
 
 /// Who may write, as (messageType, senderId, senderName).
-fn writer(who: Who, meta: &ChatMeta) -> Result<(i64, frontdesk_core::id::Id, String), Failure> {
+fn writer(who: Who, meta: &ChatCore) -> Result<(i64, frontdesk_core::id::Id, String), Failure> {
     match who {
         Who::Visitor(v) => Ok((message_type::VISITOR, v, meta.visitor_name.clone())),
         Who::Agent { agent_id, part: Some(ParticipantRole::Owner | ParticipantRole::Joined), .. } => {

@@ -37,7 +37,7 @@ use frontdesk_core::store::{Role, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{chat_meta_key, ChatMessage, ChatMeta, ParticipantRole};
+use crate::model::{chat_meta_key, ChatCore, ChatMessage, ChatMeta, ParticipantRole};
 use crate::{Deps, RegisterError};
 
 pub use append::{AppendOutcome, APPEND_MESSAGE, CREATE_META, MERGE_MESSAGES};
@@ -102,12 +102,12 @@ pub(crate) struct ChatAccess {
     pub who: Who,
 }
 
-/// The chat's metadata as `chat/offsets` read it, for the stages after it in the same
-/// request: the hash is read once per request, not once per stage. Stages that change the
+/// The chat as `chat/offsets` read it (its [`ChatCore`] fields), for the stages after it
+/// in the same request: the hash is read once per request, not once per stage. Stages that change the
 /// chat's status or participants read it again under the edit lock; appends are checked
 /// atomically by the append script whatever this copy says.
 #[derive(Debug, Clone)]
-pub(crate) struct ReadMeta(pub Arc<ChatMeta>);
+pub(crate) struct ReadMeta(pub Arc<ChatCore>);
 
 /// What `chat/send_message` appended, for `chat/sync` to answer from: the chat's counters
 /// right after the append (taken in the append's atomic step, so `seq` and both offsets
@@ -149,7 +149,7 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    pub(crate) fn of(meta: &ChatMeta) -> Counters {
+    pub(crate) fn of(meta: &ChatCore) -> Counters {
         Counters {
             chat_id: meta.chat_id,
             seq: meta.seq,
@@ -179,6 +179,11 @@ pub struct DispatchNote {
     pub offered_to: Option<AgentId>,
 }
 
+/// Not found rather than forbidden for another tenant's chat, so chat ids reveal nothing.
+pub(crate) fn no_such_chat() -> Failure {
+    Failure::not_found("no such chat (or it is not yours): check data.chatId")
+}
+
 impl Chats {
     pub(crate) fn next_id(&self) -> Result<Id, Failure> {
         self.ids.next().map_err(|e| {
@@ -191,20 +196,26 @@ impl Chats {
         Ok(object::load::<ChatMeta>(self.state.as_ref(), &chat_meta_key(chat_id)).await?)
     }
 
-    /// The chat's metadata as `chat/offsets` read it in this request (see [`ReadMeta`]), or
-    /// as it stands now when no earlier stage read it.
-    pub(crate) async fn request_meta(&self, ctx: &Ctx, chat_id: ChatId) -> Result<Arc<ChatMeta>, Failure> {
+    /// The message path's fields of the chat (one `HMGET`, see [`ChatCore`]).
+    pub(crate) async fn core(&self, chat_id: ChatId) -> Result<Option<ChatCore>, Failure> {
+        Ok(object::load_fields::<ChatCore>(self.state.as_ref(), &chat_meta_key(chat_id), &ChatCore::FIELDS).await?)
+    }
+
+    /// The chat as `chat/offsets` read it in this request (see [`ReadMeta`]), or as it
+    /// stands now when no earlier stage read it.
+    pub(crate) async fn request_meta(&self, ctx: &Ctx, chat_id: ChatId) -> Result<Arc<ChatCore>, Failure> {
         match ctx.extensions.get::<ReadMeta>() {
             Some(ReadMeta(meta)) if meta.chat_id == chat_id => Ok(meta.clone()),
-            _ => Ok(Arc::new(self.meta_or_404(chat_id).await?)),
+            _ => match self.core(chat_id).await? {
+                Some(core) => Ok(Arc::new(core)),
+                None => Err(no_such_chat()),
+            },
         }
     }
 
     /// The chat's metadata, or `not_found` when the runtime state has no such chat.
     pub(crate) async fn meta_or_404(&self, chat_id: ChatId) -> Result<ChatMeta, Failure> {
-        self.meta(chat_id)
-            .await?
-            .ok_or_else(|| Failure::not_found("no such chat (or it is not yours): check data.chatId"))
+        self.meta(chat_id).await?.ok_or_else(no_such_chat)
     }
 
     /// Changes a chat's metadata under the chat's edit lock (so two nodes changing
@@ -248,7 +259,7 @@ impl Chats {
     }
 
     /// Everybody in the chat but `except`: the visitor and every agent participant.
-    pub(crate) fn recipients(meta: &ChatMeta, except: Option<Id>, with_visitor: bool) -> Vec<Recipient> {
+    pub(crate) fn recipients(meta: &ChatCore, except: Option<Id>, with_visitor: bool) -> Vec<Recipient> {
         let mut to = Vec::new();
         if with_visitor && except != Some(meta.visitor_id) {
             to.push(Recipient::Visitor(meta.visitor_id));
@@ -277,7 +288,7 @@ impl Chats {
     ///
     /// Also returns the message as signed (without the offsets the push adds): the one
     /// signature serves the push, the caller's answer and `chat/sync`.
-    pub(crate) async fn post(&self, meta: &ChatMeta, msg: ChatMessage) -> Result<(AppendOutcome, Value), Failure> {
+    pub(crate) async fn post(&self, meta: &ChatCore, msg: ChatMessage) -> Result<(AppendOutcome, Value), Failure> {
         let outcome = append::append(self.state.as_ref(), meta.chat_id, msg).await?;
         let signed = self.macs.signed_json(meta.site_id, &outcome.message).await?;
         if outcome.is_new {
@@ -293,7 +304,7 @@ impl Chats {
     }
 
     /// A system message (type 4, agent side), e.g. "Ann joined the chat".
-    pub(crate) async fn system_message(&self, meta: &ChatMeta, text: String) -> Result<(), Failure> {
+    pub(crate) async fn system_message(&self, meta: &ChatCore, text: String) -> Result<(), Failure> {
         let msg = new_message(self.next_id()?, meta.chat_id, crate::model::message_type::SYSTEM, Id(0), "", text, None);
         self.post(meta, msg).await.map(|_| ())
     }

@@ -12,8 +12,8 @@ use frontdesk_core::store::ChatMembership;
 use serde::Deserialize;
 
 use super::append::create_meta;
-use super::{Appended, ChatAccess, Chats, Counters, ReadMeta, Who};
-use crate::model::{message_type, ChatMeta, ChatStatus, Participant, ParticipantRole};
+use super::{no_such_chat, Appended, ChatAccess, Chats, Counters, ReadMeta, Who};
+use crate::model::{message_type, ChatCore, ChatMeta, ChatStatus, Participant, ParticipantRole};
 use crate::RegisterError;
 
 pub(super) fn register(registry: &mut Registry, chats: &Arc<Chats>) -> Result<(), RegisterError> {
@@ -28,14 +28,10 @@ pub(super) struct ChatRef {
     pub chat_id: ChatId,
 }
 
-fn unknown() -> Failure {
-    Failure::not_found("no such chat (or it is not yours): check data.chatId")
-}
-
 /// The caller's relation to a chat of `site` with `visitor`; `None` when the caller may not
 /// see it (another site, another visitor). Not found rather than forbidden, so chat ids of
 /// other tenants reveal nothing.
-pub(super) fn relation(caller: &Caller, meta: &ChatMeta) -> Option<Who> {
+pub(super) fn relation(caller: &Caller, meta: &ChatCore) -> Option<Who> {
     match caller {
         Caller::Visitor { site_id, visitor_id } if *site_id == meta.site_id && *visitor_id == meta.visitor_id => {
             Some(Who::Visitor(*visitor_id))
@@ -97,8 +93,8 @@ impl Chats {
     /// The chat's metadata if it belongs to the current generation of the runtime state. A
     /// chat of another generation was made before the state was lost or restored from a
     /// snapshot: its counters cannot be trusted, so it is forgotten and reads as unknown.
-    pub(super) async fn current_meta(&self, chat_id: ChatId) -> Result<Option<ChatMeta>, Failure> {
-        match self.meta(chat_id).await? {
+    pub(super) async fn current_meta(&self, chat_id: ChatId) -> Result<Option<ChatCore>, Failure> {
+        match self.core(chat_id).await? {
             Some(meta) if !meta.generation.is_empty() && meta.generation != self.generation.current() => {
                 // This node's view may be the stale one (it checks once a second): look again
                 // before forgetting a chat another node made in a newer generation.
@@ -116,7 +112,7 @@ impl Chats {
 
 /// Drops a stale chat's runtime keys, only while it still carries its old generation (so a
 /// node that already recreated it under the current one is never undone).
-async fn forget_stale(chats: &Chats, meta: &ChatMeta) -> Result<(), Failure> {
+async fn forget_stale(chats: &Chats, meta: &ChatCore) -> Result<(), Failure> {
     let chat = meta.chat_id;
     let keys = [
         crate::model::chat_meta_key(chat),
@@ -182,11 +178,11 @@ impl Handler for CheckOffsets {
                 // caller's at all (durable membership).
                 return match recreate(&self.0, &ctx.caller, chat_id).await? {
                     Some(_) => Ok(answer_rebuild(ctx, -1, -1)),
-                    None => Err(unknown()),
+                    None => Err(no_such_chat()),
                 };
             }
         };
-        let who = relation(&ctx.caller, &meta).ok_or_else(unknown)?;
+        let who = relation(&ctx.caller, &meta).ok_or_else(no_such_chat)?;
         ctx.extensions.insert(ChatAccess { chat_id, who });
         if meta.rebuilding {
             // Still waiting for a client's copy: nothing is appended until it arrives.
@@ -212,7 +208,7 @@ pub(super) async fn sync(chats: &Chats, ctx: &mut Ctx, chat_id: ChatId) -> Resul
     let (site_id, counters) = match &appended {
         Some(a) => (a.site_id, a.counters),
         None => {
-            let meta = chats.meta_or_404(chat_id).await?;
+            let meta = chats.core(chat_id).await?.ok_or_else(no_such_chat)?;
             (meta.site_id, Counters::of(&meta))
         }
     };

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use super::append::{all_messages, merge, Merged};
 use super::offsets::{recreate, relation};
-use super::{ChatAccess, Chats};
+use super::{no_such_chat, ChatAccess, Chats};
 use crate::model::{message_type, ChatMessage};
 use crate::RegisterError;
 
@@ -150,12 +150,11 @@ impl Handler for Rebuild {
     async fn run(&self, ctx: &mut Ctx) -> Result<Step, Failure> {
         let mut body: RebuildBody = ctx.decode()?;
         let chat = body.chat_id;
-        let not_found = || Failure::not_found("no such chat (or it is not yours): check data.chatId");
         let meta = match self.0.current_meta(chat).await? {
             Some(m) => m,
-            None => recreate(&self.0, &ctx.caller, chat).await?.ok_or_else(not_found)?,
+            None => recreate(&self.0, &ctx.caller, chat).await?.ok_or_else(no_such_chat)?.core(),
         };
-        let who = relation(&ctx.caller, &meta).ok_or_else(not_found)?;
+        let who = relation(&ctx.caller, &meta).ok_or_else(no_such_chat)?;
         if body.visitor_data_offset < 0 || body.agent_data_offset < 0 {
             return Err(Failure::bad_request("data.visitorDataOffset and data.agentDataOffset must be 0 or more"));
         }
