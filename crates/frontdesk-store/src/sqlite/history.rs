@@ -102,8 +102,15 @@ const APPEND_TO_PARTS: &str = "UPDATE chat_text SET body = body || ' ' || (a.val
 const NEW_PARTS: &str = "INSERT INTO chat_text (chat_id, site_id, part, chars, body) \
      SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM json_each(?)";
 
-const UPSERT_VISITOR: &str = "INSERT INTO visitors (id, site_id, name, email, custom_variables, first_seen, \
-     last_seen, visit_count, page_views, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+/// Visitor snapshots, from a JSON array of `[id, site_id, name, email, custom_variables,
+/// first_seen, last_seen, visit_count, page_views, version]` in batch order: one statement
+/// per batch (each statement is a hand-off to sqlx's SQLite thread), and of two snapshots of
+/// one visitor the newer `version` wins whatever their order. `WHERE true` keeps SQLite from
+/// reading `ON CONFLICT` as a join constraint.
+const UPSERT_VISITORS: &str = "INSERT INTO visitors (id, site_id, name, email, custom_variables, first_seen, \
+     last_seen, visit_count, page_views, version) \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
+     value ->> 7, value ->> 8, value ->> 9 FROM json_each(?) WHERE true ORDER BY key \
      ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, \
      custom_variables = excluded.custom_variables, first_seen = MIN(visitors.first_seen, excluded.first_seen), \
      last_seen = excluded.last_seen, visit_count = excluded.visit_count, page_views = excluded.page_views, \
@@ -119,16 +126,18 @@ impl SqliteStore {
             return Ok(());
         }
         let mut tx = self.begin_write().await?;
+        let mut visitors = Vec::new();
         for write in batch {
             match write {
                 HistoryWrite::Chat(c) => upsert_chat(&mut tx, c).await?,
                 // After every chat of the batch: they carry the merged revs.
                 HistoryWrite::Message(_) => {}
-                HistoryWrite::Visitor(v) => upsert_visitor(&mut tx, v).await?,
+                HistoryWrite::Visitor(v) => visitors.push(visitor_row(v)?),
                 HistoryWrite::AgentStatus(change) => super::reports::insert_status(&mut tx, change).await?,
                 HistoryWrite::OfflineMessage(m) => super::offline::insert(&mut tx, m).await?,
             }
         }
+        run_rows(&mut tx, UPSERT_VISITORS, visitors).await?;
         for (chat, at) in first_responses(batch) {
             sqlx::query(FIRST_RESPONSE)
                 .bind(at)
@@ -531,20 +540,18 @@ async fn append_search_text(tx: &mut SqliteConnection, mut fresh: Vec<&MessageRe
     run_rows(tx, NEW_PARTS, parts).await
 }
 
-async fn upsert_visitor(tx: &mut SqliteConnection, v: &VisitorHistory) -> BackendResult<()> {
-    sqlx::query(UPSERT_VISITOR)
-        .bind(convert::id_to_db(D, v.visitor_id)?)
-        .bind(convert::id_to_db(D, v.site_id)?)
-        .bind(v.name.clone())
-        .bind(v.email.clone())
-        .bind(convert::json_to_db(D, &v.custom_variables)?)
-        .bind(v.first_seen)
-        .bind(v.last_seen)
-        .bind(v.visit_count)
-        .bind(v.page_views)
-        .bind(v.version)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-    Ok(())
+/// A visitor snapshot as a row of [`UPSERT_VISITORS`].
+fn visitor_row(v: &VisitorHistory) -> BackendResult<serde_json::Value> {
+    Ok(serde_json::json!([
+        convert::id_to_db(D, v.visitor_id)?,
+        convert::id_to_db(D, v.site_id)?,
+        v.name,
+        v.email,
+        convert::json_to_db(D, &v.custom_variables)?,
+        v.first_seen,
+        v.last_seen,
+        v.visit_count,
+        v.page_views,
+        v.version,
+    ]))
 }
