@@ -19,11 +19,14 @@ use crate::state::StateStore;
 
 /// A struct's fields as hash fields; `None` marks a field whose value is absent (`null`).
 pub fn to_fields<T: Serialize>(obj: &T) -> BackendResult<BTreeMap<String, Option<String>>> {
-    let value = serde_json::to_value(obj).map_err(|e| BackendError::other("object", e))?;
-    let Value::Object(map) = value else {
-        return Err(BackendError::other("object", "a stored object must serialise as a map"));
-    };
-    Ok(map.into_iter().map(|(k, v)| (k, encode(v))).collect())
+    Ok(to_map(obj)?.into_iter().map(|(k, v)| (k, encode(v))).collect())
+}
+
+fn to_map<T: Serialize>(obj: &T) -> BackendResult<serde_json::Map<String, Value>> {
+    match serde_json::to_value(obj).map_err(|e| BackendError::other("object", e))? {
+        Value::Object(map) => Ok(map),
+        _ => Err(BackendError::other("object", "a stored object must serialise as a map")),
+    }
 }
 
 /// Reads a struct from hash fields: missing fields take their defaults, unknown ones are
@@ -71,8 +74,11 @@ pub async fn save<T: Serialize>(state: &dyn StateStore, key: &str, obj: &T) -> B
 
 /// Writes only the fields that differ between `before` and `after`.
 pub async fn save_changes<T: Serialize>(state: &dyn StateStore, key: &str, before: &T, after: &T) -> BackendResult<()> {
-    let old = to_fields(before)?;
-    let changed = to_fields(after)?.into_iter().filter(|(k, v)| old.get(k) != Some(v)).collect();
+    // Compared as JSON values, and only the changed ones encoded: nested fields (lists,
+    // maps) were serialised to text twice per save just to find them equal.
+    let old = to_map(before)?;
+    let changed =
+        to_map(after)?.into_iter().filter(|(k, v)| old.get(k) != Some(v)).map(|(k, v)| (k, encode(v))).collect();
     write(state, key, changed).await
 }
 
