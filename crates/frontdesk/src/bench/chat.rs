@@ -176,11 +176,13 @@ async fn visitor_side(
     let mut started = false;
     let mut offsets = (0i64, 0i64);
     let mut seq = 0u64;
-    // Visitors at a fixed rate start at spread phases (the golden-ratio sequence covers
-    // the interval evenly whatever the count), so the total rate is smooth, not one burst
-    // of every visitor per interval.
+    // Visitors at a fixed rate start at spread phases (see `phase`), so the total rate is
+    // smooth, not one burst of every visitor per interval. The ticker starts over when the
+    // measurement does: set during the set-up, every visitor's first tick would be overdue
+    // then and fire at once (an interval fires a missed tick immediately), a burst of one
+    // message per chat that the latency percentiles would count.
     let every = interval.unwrap_or(Duration::from_secs(3600));
-    let start = every.mul_f64((n as f64 * 0.618_033_988_749_895).fract());
+    let start = phase_of(n, every);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + start, every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let closed_loop = interval.is_none();
@@ -242,6 +244,7 @@ async fn visitor_side(
                     Phase::Measure if closed_loop && started => {
                         send(&mut tx, &shared, &phase, chat.as_deref(), n, &mut seq, offsets).await?;
                     }
+                    Phase::Measure => ticker.reset_at(tokio::time::Instant::now() + start),
                     Phase::Done => break,
                     _ => {}
                 }
@@ -253,6 +256,12 @@ async fn visitor_side(
     }
     let _ = tx.close().await;
     Ok(())
+}
+
+/// Where in each interval visitor `n` sends: the golden-ratio sequence covers the interval
+/// evenly whatever the number of visitors.
+fn phase_of(n: usize, every: Duration) -> Duration {
+    every.mul_f64((n as f64 * 0.618_033_988_749_895).fract())
 }
 
 async fn send(
@@ -347,4 +356,24 @@ async fn agent(
     let _ = tx.send(frame(2, "agent.set_status", json!({"status": "away"}), None)).await;
     let _ = tx.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visitors_send_at_phases_spread_evenly_over_the_interval() {
+        let every = Duration::from_millis(1000);
+        let mut bins = [0usize; 10];
+        for n in 0..2000 {
+            let at = phase_of(n, every);
+            assert!(at < every);
+            bins[(at.as_millis() / 100) as usize] += 1;
+        }
+        // 2,000 visitors, 10 slices of 100 ms: each slice gets its 200, give or take a few.
+        for (i, count) in bins.iter().enumerate() {
+            assert!((190..=210).contains(count), "slice {i} has {count} of 2,000 sends: {bins:?}");
+        }
+    }
 }
