@@ -41,31 +41,25 @@ pub(crate) fn for_server(url: &str) -> Arc<Breaker> {
     breaker
 }
 
-/// A call refused because the breaker is open (or opened while it waited).
-#[derive(Debug)]
-pub(crate) struct FailedFast;
-
-impl FailedFast {
-    /// The error a refused call answers with, in `backend`'s name.
-    pub(crate) fn error(backend: &'static str) -> BackendError {
-        BackendError::unavailable(backend, "Redis is not answering; calls fail fast until it answers again")
-    }
-}
-
 /// Runs `call` unless `breaker` is open, and ends it as soon as another call opens the
-/// breaker. A call that finds Redis not answering opens it and starts the prober on `conn`.
+/// breaker; a refused call is `unavailable` in `backend`'s name, and Redis's own answer is
+/// left to the caller to map. A call that finds Redis not answering opens the breaker and
+/// starts the prober on `conn`.
 pub(crate) async fn guard<T>(
     breaker: &Arc<Breaker>,
     conn: &ConnectionManager,
+    backend: &'static str,
     call: impl Future<Output = Result<T, RedisError>>,
-) -> Result<Result<T, RedisError>, FailedFast> {
+) -> Result<Result<T, RedisError>, BackendError> {
+    let failed_fast =
+        || BackendError::unavailable(backend, "Redis is not answering; calls fail fast until it answers again");
     let mut open = breaker.watch();
     if !breaker.admits() {
-        return Err(FailedFast);
+        return Err(failed_fast());
     }
     let result = tokio::select! {
         result = call => result,
-        Ok(_) = open.wait_for(|open| *open) => return Err(FailedFast),
+        Ok(_) = open.wait_for(|open| *open) => return Err(failed_fast()),
     };
     if let Err(e) = &result {
         if crate::redis_state::is_outage(e) && breaker.trip() {

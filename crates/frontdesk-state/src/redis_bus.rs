@@ -27,7 +27,7 @@ use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use redis::{AsyncConnectionConfig, Client, RedisError, Script, Value};
 use tokio::time::Instant;
 
-use crate::breaker::{self, Breaker, FailedFast};
+use crate::breaker::{self, Breaker};
 
 const BACKEND: &str = "redis bus";
 const GROUP: &str = "fd";
@@ -383,10 +383,9 @@ impl Bus for RedisBus {
             pipe.cmd("XADD").arg(&keys.stream).arg("*").arg("p").arg(payload.as_ref());
         }
         let mut conn = self.conn.clone();
-        let ids: Vec<String> = match breaker::guard(&self.breaker, &self.conn, pipe.query_async(&mut conn)).await {
-            Ok(result) => result.map_err(redis_error)?,
-            Err(FailedFast) => return Err(FailedFast::error(BACKEND)),
-        };
+        let ids: Vec<String> = breaker::guard(&self.breaker, &self.conn, BACKEND, pipe.query_async(&mut conn))
+            .await?
+            .map_err(redis_error)?;
         Ok(ids.into_iter().map(JobId).collect())
     }
 

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::breaker::{self, Breaker, FailedFast};
+use crate::breaker::{self, Breaker};
 use async_trait::async_trait;
 use bytes::Bytes;
 use frontdesk_core::error::{BackendError, BackendResult};
@@ -257,10 +257,7 @@ impl RedisState {
     /// Runs a call through the breaker (see `breaker.rs`): at once `unavailable` while Redis
     /// is known silent, also for a call that was already waiting when it went silent.
     async fn guarded<T>(&self, call: impl Future<Output = Result<T, RedisError>>, key: &str) -> BackendResult<T> {
-        match breaker::guard(&self.breaker, &self.conn, call).await {
-            Ok(result) => result.map_err(|e| map_err(e, key)),
-            Err(FailedFast) => Err(FailedFast::error(BACKEND)),
-        }
+        breaker::guard(&self.breaker, &self.conn, BACKEND, call).await?.map_err(|e| map_err(e, key))
     }
 
     async fn invoke<T: FromRedisValue>(
@@ -636,10 +633,9 @@ impl PubSub for RedisPubSub {
         let mut conn = self.publisher.clone();
         let mut cmd = redis::cmd("PUBLISH");
         cmd.arg(format!("{}{channel}", self.prefix)).arg(payload.as_ref());
-        match breaker::guard(&self.breaker, &self.publisher, cmd.query_async::<u64>(&mut conn)).await {
-            Ok(result) => result.map(drop).map_err(|e| map_err(e, channel)),
-            Err(FailedFast) => Err(FailedFast::error(BACKEND)),
-        }
+        let published =
+            breaker::guard(&self.breaker, &self.publisher, BACKEND, cmd.query_async::<u64>(&mut conn)).await?;
+        published.map(drop).map_err(|e| map_err(e, channel))
     }
 
     async fn subscribe(&self, channel: &str) -> BackendResult<Subscription> {

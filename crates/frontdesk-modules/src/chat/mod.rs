@@ -102,10 +102,10 @@ pub(crate) struct ChatAccess {
     pub who: Who,
 }
 
-/// The chat as `chat/offsets` read it (its [`ChatCore`] fields), for the stages after it
-/// in the same request: the hash is read once per request, not once per stage. Stages that change the
-/// chat's status or participants read it again under the edit lock; appends are checked
-/// atomically by the append script whatever this copy says.
+/// The chat as `chat/offsets` read it (its [`ChatCore`] fields), for the stages after it in
+/// the same request: the hash is read once per request, not once per stage. Stages that
+/// change the chat's status or participants read it again under the edit lock; appends are
+/// checked atomically by the append script whatever this copy says.
 #[derive(Debug, Clone)]
 pub(crate) struct ReadMeta(pub Arc<ChatCore>);
 
@@ -206,10 +206,7 @@ impl Chats {
     pub(crate) async fn request_meta(&self, ctx: &Ctx, chat_id: ChatId) -> Result<Arc<ChatCore>, Failure> {
         match ctx.extensions.get::<ReadMeta>() {
             Some(ReadMeta(meta)) if meta.chat_id == chat_id => Ok(meta.clone()),
-            _ => match self.core(chat_id).await? {
-                Some(core) => Ok(Arc::new(core)),
-                None => Err(no_such_chat()),
-            },
+            _ => self.core(chat_id).await?.map(Arc::new).ok_or_else(no_such_chat),
         }
     }
 

@@ -90,10 +90,11 @@ pub(super) async fn recreate(chats: &Chats, caller: &Caller, chat_id: ChatId) ->
 }
 
 impl Chats {
-    /// The chat's metadata if it belongs to the current generation of the runtime state. A
-    /// chat of another generation was made before the state was lost or restored from a
-    /// snapshot: its counters cannot be trusted, so it is forgotten and reads as unknown.
-    pub(super) async fn current_meta(&self, chat_id: ChatId) -> Result<Option<ChatCore>, Failure> {
+    /// The chat (its [`ChatCore`]) if it belongs to the current generation of the runtime
+    /// state. A chat of another generation was made before the state was lost or restored
+    /// from a snapshot: its counters cannot be trusted, so it is forgotten and reads as
+    /// unknown.
+    pub(super) async fn current_core(&self, chat_id: ChatId) -> Result<Option<ChatCore>, Failure> {
         match self.core(chat_id).await? {
             Some(meta) if !meta.generation.is_empty() && meta.generation != self.generation.current() => {
                 // This node's view may be the stale one (it checks once a second): look again
@@ -171,7 +172,7 @@ struct CheckOffsets(Arc<Chats>);
 impl Handler for CheckOffsets {
     async fn run(&self, ctx: &mut Ctx) -> Result<Step, Failure> {
         let ChatRef { chat_id } = ctx.decode()?;
-        let meta = match self.0.current_meta(chat_id).await? {
+        let meta = match self.0.current_core(chat_id).await? {
             Some(meta) => meta,
             None => {
                 // Rule 1: unknown to the runtime state → full rebuild, if the chat is the

@@ -150,7 +150,7 @@ impl Handler for Rebuild {
     async fn run(&self, ctx: &mut Ctx) -> Result<Step, Failure> {
         let mut body: RebuildBody = ctx.decode()?;
         let chat = body.chat_id;
-        let meta = match self.0.current_meta(chat).await? {
+        let meta = match self.0.current_core(chat).await? {
             Some(m) => m,
             None => recreate(&self.0, &ctx.caller, chat).await?.ok_or_else(no_such_chat)?.core(),
         };
