@@ -1,9 +1,9 @@
 //! `frontdesk bench` against a real server, small and short: the scenarios run (chat,
-//! storm and visits on both embedded and Redis + PostgreSQL, chat across two nodes, idle on
-//! embedded), and the run's own guarantees hold (nothing lost, nothing doubled, no chat
-//! offered twice, every idle socket held). The
-//! counters' ability to catch a server that drops or repeats a message is unit-tested in
-//! `bench/ledger.rs`; the figures themselves belong in docs/BENCHMARKS.md, not here.
+//! storm, visits and idle on both embedded and Redis + PostgreSQL, chat across two nodes),
+//! and the run's own guarantees hold (nothing lost, nothing doubled, no chat offered twice,
+//! every idle socket held). The counters' ability to catch a server that drops or repeats a
+//! message is unit-tested in `bench/ledger.rs`; the figures themselves belong in
+//! docs/BENCHMARKS.md, not here.
 
 mod support;
 
@@ -135,11 +135,26 @@ async fn bench_chat_across_two_nodes_delivers_every_message_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_idle_holds_every_socket_and_reports_memory_per_socket() {
     let server = TestServer::start(RawSettings::default()).await;
-    let args = IdleArgs { common: Common { duration: 1, ..common(&server) }, sockets: 40, heartbeat: 1 };
+    idle_holds_every_socket(&server).await;
+    server.stop().await;
+}
+
+/// `idle` against one node on Redis + PostgreSQL (cluster mode: each socket also has its
+/// route entries in Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_idle_on_redis_and_postgres() {
+    let db = create_postgres_database(&postgres_url()).await;
+    let server = TestServer::start(cluster_settings(&redis_url(), &db, &unique_name("fd"))).await;
+    idle_holds_every_socket(&server).await;
+    server.stop().await;
+}
+
+/// 40 idle sockets held with heartbeats, none failed, memory reported along the curve.
+async fn idle_holds_every_socket(server: &TestServer) {
+    let args = IdleArgs { common: Common { duration: 1, ..common(server) }, sockets: 40, heartbeat: 1 };
     let report = frontdesk::bench::idle::run(args).await.expect("bench idle");
     let get = |k: &str| report.get(k).unwrap_or(-1.0);
     assert_eq!((get("sockets"), get("failed")), (40.0, 0.0), "{}", report.table());
     assert!(get("server_kib_per_socket") >= 0.0, "{}", report.table());
     assert_eq!(get("curve_4_sockets"), 40.0, "the curve's last point is all sockets: {}", report.table());
-    server.stop().await;
 }
